@@ -1,0 +1,173 @@
+"""The command line: a thin click layer that parses options and calls the library."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from shadowbill.errors import ShadowbillError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(func: F) -> F:
+    """Turn a ShadowbillError into one line on stderr and exit status 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ShadowbillError as exc:
+            click.echo(f"shadowbill: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shadowbill")
+def main() -> None:
+    """Shadow-bill a subscription billing migration: prove every invoice before cut-over."""
+
+
+@main.command()
+@click.option(
+    "--source",
+    required=True,
+    help="SQLAlchemy URL of the legacy database, or a folder of canonical CSV/Parquet files.",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Extract spec (YAML) mapping the legacy schema onto the canonical tables; required for a database.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Snapshot folder to write.",
+)
+@click.option(
+    "--chunk-size", default=200_000, show_default=True, help="Rows read from the source per chunk."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
+@_user_errors
+def extract(
+    source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, quiet: bool
+) -> None:
+    """Extract a legacy source into a canonical snapshot folder (Parquet + manifest)."""
+    from shadowbill.migrate.extract import extract as run_extract
+    from shadowbill.migrate.extract_summary import print_summary
+
+    result = run_extract(source, spec_path, out_dir, chunk_size=chunk_size, progress=not quiet)
+    if not quiet:
+        print_summary(result)
+
+
+@main.command("demo-data")
+@click.option("--customers", default=1000, show_default=True, help="Number of customers.")
+@click.option("--months", default=12, show_default=True, help="Months of billing history.")
+@click.option(
+    "--seed",
+    default=7,
+    show_default=True,
+    help="Random seed; the same seed gives the same database.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to write (legacy.db).",
+)
+@_user_errors
+def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
+    """Write the demo company's legacy billing database, its extract spec and planted errors."""
+    from shadowbill.demo.generate import generate
+
+    result = generate(out_path, customers=customers, months=months, seed=seed)
+    click.echo(result.describe())
+
+
+@main.command()
+@click.option(
+    "--snapshot",
+    "snapshot_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Snapshot folder.",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalog YAML.",
+)
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="First period start to price (ISO date); default: the earliest.",
+)
+@click.option(
+    "--to",
+    "end",
+    default=None,
+    help="Last period end to price (ISO date); default: the snapshot's extraction time.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for invoices and invoice_lines.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@_user_errors
+def price(
+    snapshot_dir: Path,
+    catalog_path: Path,
+    start: str | None,
+    end: str | None,
+    out_dir: Path,
+    fmt: str,
+) -> None:
+    """Recompute every invoice of a snapshot under a catalog."""
+    from shadowbill.reconcile.pricing_run import price_to_files
+
+    written = price_to_files(snapshot_dir, catalog_path, out_dir, start=start, end=end, fmt=fmt)
+    for path in written:
+        click.echo(str(path))
+
+
+@main.command()
+@click.option("--customers", default=2000, show_default=True, help="Size of the demo company.")
+@click.option("--months", default=12, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write (default: a new temporary folder).",
+)
+@_user_errors
+def demo(customers: int, months: int, seed: int, out_dir: Path | None) -> None:
+    """Run everything end to end on a fresh demo company and print where the outputs are."""
+    from shadowbill.demo.run import run_demo
+
+    run_demo(out_dir, customers=customers, months=months, seed=seed, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

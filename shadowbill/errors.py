@@ -1,0 +1,47 @@
+"""The typed errors a migration engineer sees: one base, one sentence each."""
+
+from __future__ import annotations
+
+
+class ShadowbillError(Exception):
+    """A failure the user can act on; the CLI prints it on one line and exits 2."""
+
+
+class MoneyError(ShadowbillError):
+    """An amount or currency that cannot be represented exactly."""
+
+
+class UnknownCurrencyError(MoneyError):
+    """A currency code that is not in ISO 4217."""
+
+
+class InputError(ShadowbillError):
+    """An input file, table or database that cannot be used as given."""
+
+
+class SnapshotError(InputError):
+    """A snapshot folder that is missing, incomplete or corrupted."""
+
+
+class ExtractSpecError(InputError):
+    """An extract spec (YAML) that does not describe a usable extraction."""
+
+
+class SourceError(InputError):
+    """A legacy source (database or folder) that cannot be read."""
+
+
+class CatalogError(InputError):
+    """A catalog (price book) that does not validate; names file, line and key."""
+
+
+class RolloutError(InputError):
+    """A rollout rules file that does not validate; names file, line and key."""
+
+
+class PolicyError(InputError):
+    """A gate policy file that does not validate."""
+
+
+class PricingError(ShadowbillError):
+    """A subscription that cannot be priced with the given catalog."""
