@@ -1,0 +1,89 @@
+"""Findings: every difference a comparison finds, as one frame with pinned columns.
+
+Comparison A: actual legacy invoices (actual) vs the legacy catalog recomputed (expected).
+Comparison B: legacy recomputed (expected) vs the new model (actual).
+Comparison C: the new model (expected) vs the target platform's previews (actual).
+``delta = actual - expected`` in minor units of ``currency``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pandas as pd
+
+
+class Comparison(StrEnum):
+    """Which two sides a finding compares."""
+
+    A = "A"  # legacy drift
+    B = "B"  # migration impact
+    C = "C"  # cut-over verification
+
+
+class Cause(StrEnum):
+    """Why two amounts differ; every delta is split into these."""
+
+    PRICE_CHANGE = "price_change"
+    QUANTITY_TRANSFORM = "quantity_transform"
+    DISCOUNT_CARRIED = "discount_carried"
+    DISCOUNT_LOST = "discount_lost"
+    PRICE_PROTECTION = "price_protection"
+    PRORATION_METHOD = "proration_method"
+    ROUNDING = "rounding"
+    NEW_USAGE_CHARGE = "new_usage_charge"
+    REMOVED_ITEM = "removed_item"
+    TAX = "tax"
+    MISSING_LINE = "missing_line"
+    EXTRA_LINE = "extra_line"
+    UNMAPPED = "unmapped"
+    UNEXPLAINED = "unexplained"
+
+
+class Severity(StrEnum):
+    """How much a finding matters to the gate and to a reviewer."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Level(StrEnum):
+    """The grain a finding is reported at."""
+
+    LINE = "line"
+    INVOICE = "invoice"
+    CUSTOMER = "customer"
+
+
+FINDING_COLUMNS: dict[str, str] = {
+    "finding_id": "string",  # stable across runs: hash of comparison, level, keys and cause
+    "comparison": "string",  # Comparison
+    "level": "string",  # Level
+    "customer_id": "string",
+    "subscription_id": "string",
+    "invoice_key": "string",  # "<subscription_id>@<period_start ISO>"; empty at customer level
+    "period_start": "datetime64[us, UTC]",
+    "period_end": "datetime64[us, UTC]",
+    "line_key": "string",  # price_id/kind/period of the line; empty above line level
+    "price_id": "string",
+    "currency": "string",
+    "expected": "Int64",  # minor units
+    "actual": "Int64",  # minor units
+    "delta": "Int64",  # actual - expected
+    "cause": "string",  # Cause
+    "severity": "string",  # Severity
+    "explanation": "string",  # a sentence a person can read
+}
+
+
+def empty_findings() -> pd.DataFrame:
+    """An empty findings frame with the pinned columns."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FINDING_COLUMNS.items()})
+
+
+def finding_ids(frame: pd.DataFrame) -> pd.Series:
+    """Stable ids: the same finding gets the same id from run to run."""
+    parts = frame[["comparison", "level", "subscription_id", "invoice_key", "line_key", "cause"]]
+    hashed = pd.util.hash_pandas_object(parts.astype("string").fillna(""), index=False)
+    return ("f" + hashed.astype("uint64").astype(str).str.zfill(20)).astype("string")
