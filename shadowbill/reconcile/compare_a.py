@@ -1,0 +1,241 @@
+"""Comparison A, legacy drift: issued legacy invoices against the legacy catalog recomputed.
+
+A clean comparison proves the legacy model is understood; every difference is a legacy
+billing error (or a misunderstanding of the legacy engine) to explain before migrating.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from shadowbill.money import CURRENCY_EXPONENTS
+from shadowbill.reconcile.findings import FINDING_COLUMNS, finding_ids
+from shadowbill.reconcile.line_match import invoice_key, keyed_lines, match_lines
+
+_INVOICE_ON = ["subscription_id", "period_start"]
+
+
+def _line_findings(expected: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
+    m = match_lines(expected, actual)
+    amount_exp = m["amount_exp"].astype("Int64").fillna(0)
+    amount_act = m["amount_act"].astype("Int64").fillna(0)
+    differs = (m["_merge"] != "both") | (amount_exp != amount_act)
+    m = m[differs].copy()
+    if m.empty:
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "invoice_start"])
+    amount_exp = m["amount_exp"].astype("Int64").fillna(0)
+    amount_act = m["amount_act"].astype("Int64").fillna(0)
+    delta = amount_act - amount_exp
+    qty_same = m["quantity_exp"].astype("Int64").eq(m["quantity_act"].astype("Int64")).fillna(False)
+    unit_same = (
+        m["unit_amount_decimal_exp"]
+        .astype("string")
+        .eq(m["unit_amount_decimal_act"].astype("string"))
+        .fillna(False)
+    )
+    cause = np.select(
+        [
+            m["_merge"] == "right_only",
+            m["_merge"] == "left_only",
+            (delta.abs() <= 1) & qty_same,
+            qty_same & ~unit_same,
+        ],
+        ["extra_line", "missing_line", "rounding", "price_change"],
+        default="unexplained",
+    )
+    customer = m["customer_id_exp"].fillna(m["customer_id_act"])
+    currency = m["currency_exp"].fillna(m["currency_act"])
+    qty = (
+        m["quantity_act"]
+        .astype("Int64")
+        .fillna(m["quantity_exp"].astype("Int64"))
+        .astype("string")
+        .fillna("")
+    )
+    what = m["kind"].astype("string") + " " + m["price_id"].astype("string") + " x" + qty
+    explanation = np.select(
+        [
+            cause == "extra_line",
+            cause == "missing_line",
+            cause == "rounding",
+            cause == "price_change",
+        ],
+        [
+            "legacy billed a line the catalog does not produce: " + what,
+            "legacy did not bill " + what,
+            "legacy rounded " + what + " differently by one minor unit",
+            "legacy billed "
+            + what
+            + " at "
+            + m["unit_amount_decimal_act"].astype("string").fillna("?")
+            + " per unit; the catalog price is "
+            + m["unit_amount_decimal_exp"].astype("string").fillna("?"),
+        ],
+        default="legacy amount of " + what + " differs from the catalog",
+    )
+    out = pd.DataFrame(
+        {
+            "comparison": "A",
+            "level": "line",
+            "customer_id": customer.astype("string"),
+            "subscription_id": m["subscription_id"].astype("string"),
+            "invoice_start": m["invoice_start"],
+            "period_start": m["line_start"],
+            "period_end": m["period_end_exp"].fillna(m["period_end_act"]),
+            "line_key": (
+                m["kind"].astype("string")
+                + "/"
+                + m["price_id"].astype("string")
+                + "/"
+                + m["line_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype("string")
+                + "/"
+                + m["sign"].astype("string")
+                + "/"
+                + m["nth"].astype("string")
+            ),
+            "price_id": m["price_id"].astype("string"),
+            "currency": currency.astype("string"),
+            "expected": amount_exp,
+            "actual": amount_act,
+            "delta": delta,
+            "cause": pd.array(cause, dtype="string"),
+            "explanation": pd.array(explanation, dtype="string"),
+        }
+    )
+    out["invoice_key"] = invoice_key(out["subscription_id"], out["invoice_start"])
+    return out
+
+
+def compare_legacy_drift(
+    actual_invoices: pd.DataFrame,
+    actual_lines: pd.DataFrame,
+    expected_invoices: pd.DataFrame,
+    expected_lines: pd.DataFrame,
+) -> pd.DataFrame:
+    """Findings of comparison A at line and invoice level (only where the sides differ)."""
+    lines = _line_findings(
+        keyed_lines(expected_invoices, expected_lines), keyed_lines(actual_invoices, actual_lines)
+    )
+
+    cols = [
+        "invoice_id",
+        *_INVOICE_ON,
+        "customer_id",
+        "currency",
+        "period_end",
+        "subtotal",
+        "discount",
+        "tax",
+        "total",
+    ]
+    inv = expected_invoices[cols].merge(
+        actual_invoices[cols],
+        on=_INVOICE_ON,
+        how="outer",
+        suffixes=("_exp", "_act"),
+        indicator=True,
+    )
+    total_exp = inv["total_exp"].astype("Int64").fillna(0)
+    total_act = inv["total_act"].astype("Int64").fillna(0)
+    parts_differ = np.zeros(len(inv), dtype=bool)
+    for part in ("subtotal", "discount", "tax", "total"):
+        parts_differ |= (
+            inv[f"{part}_exp"].astype("Int64").fillna(0)
+            != inv[f"{part}_act"].astype("Int64").fillna(0)
+        ).to_numpy(dtype=bool)
+    inv = inv[(inv["_merge"] != "both") | parts_differ].copy()
+    total_exp, total_act = total_exp[inv.index], total_act[inv.index]
+
+    # The invoice's cause is its largest line difference's cause; with no line
+    # difference, a one-unit total difference is rounding of discount or tax.
+    if not lines.empty:
+        ranked = lines.assign(size=lines["delta"].abs()).sort_values(
+            ["subscription_id", "invoice_start", "size"],
+            ascending=[True, True, False],
+            kind="stable",
+        )
+        top = ranked.drop_duplicates(["subscription_id", "invoice_start"])[
+            ["subscription_id", "invoice_start", "cause", "explanation"]
+        ].rename(columns={"invoice_start": "period_start"})
+        counts = (
+            lines.groupby(["subscription_id", "invoice_start"])
+            .size()
+            .rename("n_lines")
+            .reset_index()
+        )
+        counts = counts.rename(columns={"invoice_start": "period_start"})
+        inv = inv.merge(top, on=_INVOICE_ON, how="left").merge(counts, on=_INVOICE_ON, how="left")
+    else:
+        inv["cause"] = pd.NA
+        inv["explanation"] = pd.NA
+        inv["n_lines"] = 0
+    delta = inv["total_act"].astype("Int64").fillna(0) - inv["total_exp"].astype("Int64").fillna(0)
+    fallback = np.select(
+        [inv["_merge"] == "left_only", inv["_merge"] == "right_only", delta.abs() <= 1],
+        ["missing_line", "extra_line", "rounding"],
+        default="unexplained",
+    )
+    cause = (
+        inv["cause"].astype("string").fillna(pd.Series(fallback, index=inv.index, dtype="string"))
+    )
+    fallback_text = np.select(
+        [inv["_merge"] == "left_only", inv["_merge"] == "right_only"],
+        [
+            "legacy never issued this invoice",
+            "legacy issued an invoice the catalog does not produce",
+        ],
+        default="legacy discount or tax differs from the catalog's",
+    )
+    n_more = inv["n_lines"].fillna(0).astype(int) - 1
+    more = np.where(n_more > 0, " (+" + n_more.astype(str) + " more line differences)", "")
+    explanation = inv["explanation"].astype("string").fillna(
+        pd.Series(fallback_text, index=inv.index, dtype="string")
+    ) + pd.Series(more, index=inv.index, dtype="string")
+    invoices = pd.DataFrame(
+        {
+            "comparison": "A",
+            "level": "invoice",
+            "customer_id": inv["customer_id_exp"].fillna(inv["customer_id_act"]).astype("string"),
+            "subscription_id": inv["subscription_id"].astype("string"),
+            "invoice_key": invoice_key(inv["subscription_id"], inv["period_start"]),
+            "period_start": inv["period_start"],
+            "period_end": inv["period_end_exp"].fillna(inv["period_end_act"]),
+            "line_key": pd.array([pd.NA] * len(inv), dtype="string"),
+            "price_id": pd.array([pd.NA] * len(inv), dtype="string"),
+            "currency": inv["currency_exp"].fillna(inv["currency_act"]).astype("string"),
+            "expected": inv["total_exp"].astype("Int64"),
+            "actual": inv["total_act"].astype("Int64"),
+            "delta": delta.astype("Int64"),
+            "cause": cause,
+            "explanation": explanation.astype("string"),
+            "actual_invoice_id": inv["invoice_id_act"].astype("string"),
+        }
+    )
+    return finish_findings(
+        pd.concat([invoices, lines.drop(columns=["invoice_start"])], ignore_index=True)
+    )
+
+
+def finish_findings(
+    frame: pd.DataFrame, extra: tuple[str, ...] = ("actual_invoice_id",)
+) -> pd.DataFrame:
+    """Add severity and stable ids, and pin the findings columns and dtypes."""
+    out = frame.copy()
+    if out.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FINDING_COLUMNS.items()})
+    if "severity" not in out.columns:
+        one_major = {c: 10**e for c, e in CURRENCY_EXPONENTS.items()}
+        minor_unit_one = out["currency"].astype("string").str.upper().map(one_major).fillna(100)
+        big = out["delta"].abs() >= minor_unit_one.astype("Int64")
+        out["severity"] = np.where(
+            out["cause"].isin(["unexplained", "missing_line", "extra_line", "price_change"]) | big,
+            "error",
+            "warning",
+        )
+    out["finding_id"] = finding_ids(out.assign(invoice_key=out["invoice_key"].fillna("")))
+    keep = [*FINDING_COLUMNS, *[c for c in extra if c in out.columns]]
+    out = out[keep].astype({c: t for c, t in FINDING_COLUMNS.items()})
+    return out.sort_values(
+        ["comparison", "subscription_id", "period_start", "level", "line_key"], kind="stable"
+    ).reset_index(drop=True)

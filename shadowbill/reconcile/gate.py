@@ -1,0 +1,104 @@
+"""The gate: turn findings into pass or fail for CI, by the policy's rules."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from shadowbill.mappings.policy import Policy
+from shadowbill.reconcile.result import GateCheck, GateVerdict
+
+_NAMES_SHOWN = 5
+
+
+def _some(values: pd.Series) -> str:
+    shown = [str(v) for v in values.drop_duplicates().head(_NAMES_SHOWN)]
+    more = values.nunique() - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def evaluate_gate(
+    policy: Policy,
+    phase: int,
+    findings: pd.DataFrame,
+    customers: pd.DataFrame,
+    unmapped: pd.DataFrame,
+) -> GateVerdict:
+    """Judge one phase's reconciliation: each policy rule is one check, all must pass."""
+    checks: list[GateCheck] = []
+    b = findings[findings["comparison"] == "B"]
+    invoice_level = b[b["level"] == "invoice"]
+
+    unexplained = invoice_level[invoice_level["cause"] == "unexplained"]
+    count = len(unexplained)
+    amount = int(unexplained["delta"].abs().sum()) if count else 0
+    checks.append(
+        GateCheck(
+            "max_unexplained",
+            count <= policy.max_unexplained and amount <= policy.max_unexplained_amount,
+            f"<= {policy.max_unexplained} findings, <= {policy.max_unexplained_amount} minor units",
+            f"{count} findings, {amount} minor units",
+            "every difference has a cause"
+            if count == 0
+            else f"{count} unexplained differences, for {_some(unexplained['customer_id'])}",
+        )
+    )
+
+    n_unmapped = len(unmapped)
+    checks.append(
+        GateCheck(
+            "max_unmapped",
+            n_unmapped <= policy.max_unmapped,
+            f"<= {policy.max_unmapped}",
+            str(n_unmapped),
+            "every subscription of the phase matched a rule"
+            if n_unmapped == 0
+            else f"{n_unmapped} subscriptions match no rule: {_some(unmapped['subscription_id'])}",
+        )
+    )
+
+    allowed = set(policy.for_phase(phase).allowed_causes) | {"unexplained"}
+    material = invoice_level["delta"].abs() > policy.tolerance.absolute
+    if policy.tolerance.relative_percent > 0:
+        expected = invoice_level["expected"].abs().astype("Float64")
+        rel_limit = expected * float(policy.tolerance.relative_percent) / 100
+        material &= invoice_level["delta"].abs().astype("Float64") > rel_limit
+    disallowed = invoice_level[material & ~invoice_level["cause"].isin(allowed)]
+    causes = sorted(disallowed["cause"].dropna().unique().tolist())
+    checks.append(
+        GateCheck(
+            "allowed_causes",
+            disallowed.empty,
+            ", ".join(sorted(allowed - {"unexplained"})),
+            ", ".join(causes) or "none outside the list",
+            "only allowed causes"
+            if disallowed.empty
+            else f"phase {phase} does not allow {', '.join(causes)}: {_some(disallowed['customer_id'])}",
+        )
+    )
+
+    cap = policy.increase_cap
+    mapped = customers[customers["status"] == "mapped"]
+    rising = mapped[mapped["delta_pct"].fillna(0) > float(cap.above_percent)]
+    checks.append(
+        GateCheck(
+            "increase_cap",
+            len(rising) <= cap.max_customers,
+            f"<= {cap.max_customers} customers above +{cap.above_percent}%",
+            f"{len(rising)} customers",
+            f"{len(rising)} customers pay more than {cap.above_percent}% more"
+            + (f": {_some(rising['customer_id'])}" if len(rising) else ""),
+        )
+    )
+
+    if policy.max_drift is not None:
+        drift = findings[(findings["comparison"] == "A") & (findings["level"] == "invoice")]
+        checks.append(
+            GateCheck(
+                "max_drift",
+                len(drift) <= policy.max_drift,
+                f"<= {policy.max_drift}",
+                str(len(drift)),
+                f"{len(drift)} legacy invoices differ from the legacy catalog",
+            )
+        )
+    return GateVerdict(all(c.passed for c in checks), tuple(checks))

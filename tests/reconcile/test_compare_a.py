@@ -1,0 +1,118 @@
+"""Comparison A names each kind of legacy billing error with its cause."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from shadowbill.reconcile.compare_a import compare_legacy_drift
+
+T0 = pd.Timestamp("2025-03-01", tz="UTC")
+T1 = pd.Timestamp("2025-04-01", tz="UTC")
+
+
+def _invoice(
+    inv: str, sub: str, lines: list[tuple[str, str, str, int, str, int]]
+) -> tuple[dict, list[dict]]:
+    rows = []
+    for i, (line_id, kind, price, qty, unit, amount) in enumerate(lines):
+        rows.append(
+            {
+                "line_id": f"{inv}-{line_id}-{i}",
+                "invoice_id": inv,
+                "price_id": price,
+                "kind": kind,
+                "description": None,
+                "quantity": qty,
+                "unit_amount_decimal": unit,
+                "amount": amount,
+                "period_start": T0,
+                "period_end": T1,
+            }
+        )
+    subtotal = sum(r["amount"] for r in rows)
+    head = {
+        "invoice_id": inv,
+        "subscription_id": sub,
+        "customer_id": "cus_" + sub,
+        "period_start": T0,
+        "period_end": T1,
+        "currency": "USD",
+        "subtotal": subtotal,
+        "discount": 0,
+        "tax": 0,
+        "total": subtotal,
+        "status": "paid",
+        "issued_at": T1,
+    }
+    return head, rows
+
+
+def _frames(invoices: list[tuple[dict, list[dict]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    heads = pd.DataFrame([h for h, _ in invoices]).astype(
+        {"subtotal": "Int64", "discount": "Int64", "tax": "Int64", "total": "Int64"}
+    )
+    lines = pd.DataFrame([r for _, rows in invoices for r in rows]).astype(
+        {"quantity": "Int64", "amount": "Int64"}
+    )
+    for frame in (heads, lines):
+        for col in frame.columns:
+            if frame[col].dtype == object:
+                frame[col] = frame[col].astype("string")
+    return heads, lines
+
+
+SEATS = ("s", "recurring", "pro", 10, "9900", 99000)
+ADDON = ("a", "recurring", "bot", 1, "4900", 4900)
+SMS = ("u", "usage", "sms", 1001, "0.75", 751)
+
+
+def test_clean_history_has_no_findings() -> None:
+    exp = _frames([_invoice("e1", "sub1", [SEATS, ADDON, SMS])])
+    act = _frames([_invoice("L1", "sub1", [SEATS, ADDON, SMS])])
+    assert compare_legacy_drift(*act, *exp).empty
+
+
+def test_each_planted_error_gets_its_cause() -> None:
+    expected = _frames(
+        [
+            _invoice("e1", "dup", [SEATS, ADDON]),
+            _invoice("e2", "stale", [SEATS]),
+            _invoice("e3", "slip", [SEATS, SMS]),
+            _invoice("e4", "miss", [SEATS, SMS]),
+            _invoice("e5", "fine", [SEATS, SMS]),
+        ]
+    )
+    actual = _frames(
+        [
+            _invoice("L1", "dup", [SEATS, ADDON, ADDON]),
+            _invoice("L2", "stale", [("s", "recurring", "pro", 10, "8900", 89000)]),
+            _invoice("L3", "slip", [SEATS, ("u", "usage", "sms", 1001, "0.75", 752)]),
+            _invoice("L4", "miss", [SEATS]),
+            _invoice("L5", "fine", [SEATS, SMS]),
+        ]
+    )
+    found = compare_legacy_drift(*actual, *expected)
+    invoices = found[found["level"] == "invoice"].set_index("subscription_id")
+    assert set(invoices.index) == {"dup", "stale", "slip", "miss"}
+    assert invoices.loc["dup", "cause"] == "extra_line"
+    assert invoices.loc["dup", "delta"] == 4900
+    assert invoices.loc["stale", "cause"] == "price_change"
+    assert invoices.loc["stale", "delta"] == -10000
+    assert invoices.loc["slip", "cause"] == "rounding"
+    assert invoices.loc["miss", "cause"] == "missing_line"
+    assert invoices.loc["miss", "delta"] == -751
+    assert set(invoices["actual_invoice_id"]) == {"L1", "L2", "L3", "L4"}
+    # ids are stable from run to run
+    again = compare_legacy_drift(*actual, *expected)
+    assert again["finding_id"].tolist() == found["finding_id"].tolist()
+    assert found["finding_id"].is_unique
+
+
+def test_invoice_missing_on_one_side() -> None:
+    expected = _frames([_invoice("e1", "a", [SEATS]), _invoice("e2", "b", [SEATS])])
+    actual = _frames([_invoice("L1", "a", [SEATS])])
+    found = compare_legacy_drift(*actual, *expected)
+    inv = found[found["level"] == "invoice"]
+    assert inv["subscription_id"].tolist() == ["b"]
+    assert inv["cause"].tolist() == ["missing_line"]
+    assert int(inv["delta"].iloc[0]) == -99000
