@@ -150,6 +150,129 @@ def price(
         click.echo(str(path))
 
 
+def _reconcile_options(func: F) -> F:
+    """The inputs shared by ``reconcile`` and ``check``."""
+    options = [
+        click.option(
+            "--snapshot",
+            "snapshot_dir",
+            required=True,
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Snapshot folder.",
+        ),
+        click.option(
+            "--rollout",
+            "rollout_path",
+            required=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Rollout rules (YAML); names both catalogs.",
+        ),
+        click.option(
+            "--phase", required=True, type=click.IntRange(1, 3), help="Rollout phase to reconcile."
+        ),
+        click.option(
+            "--policy",
+            "policy_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Gate policy (YAML); default: no unexplained difference, no unmapped subscription.",
+        ),
+        click.option(
+            "--projection-months",
+            default=12,
+            show_default=True,
+            help="Months priced after the last cut-over.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@_reconcile_options
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html, findings.*, summary.json, junit.xml.",
+)
+@_user_errors
+def reconcile(
+    snapshot_dir: Path,
+    rollout_path: Path,
+    phase: int,
+    policy_path: Path | None,
+    projection_months: int,
+    out_dir: Path,
+) -> None:
+    """Reconcile a rollout phase and write the finance report and findings."""
+    from shadowbill.reconcile.run import Options, reconcile_files
+    from shadowbill.reports.terminal import print_terminal_summary
+    from shadowbill.reports.write import write_reports
+
+    result = reconcile_files(
+        snapshot_dir,
+        rollout_path,
+        phase,
+        policy_path,
+        options=Options(projection_months=projection_months),
+    )
+    written = write_reports(result, out_dir)
+    print_terminal_summary(result)
+    for name, path in written.items():
+        click.echo(f"{name:>10}  {path}")
+
+
+@main.command()
+@_reconcile_options
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the gate's checks as JUnit XML.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write summary.json here.",
+)
+@_user_errors
+def check(
+    snapshot_dir: Path,
+    rollout_path: Path,
+    phase: int,
+    policy_path: Path | None,
+    projection_months: int,
+    junit_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Gate a rollout phase for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input."""
+    from shadowbill.reconcile.run import Options, reconcile_files
+    from shadowbill.reports.junit import write_junit
+    from shadowbill.reports.summary import write_summary
+    from shadowbill.reports.terminal import format_gate_failure
+
+    result = reconcile_files(
+        snapshot_dir,
+        rollout_path,
+        phase,
+        policy_path,
+        options=Options(projection_months=projection_months, detail_customers=0, diff_customers=0),
+    )
+    if junit_path is not None:
+        write_junit(result, junit_path)
+    if json_path is not None:
+        write_summary(result, json_path)
+    if not result.verdict.passed:
+        click.echo(format_gate_failure(result), err=True)
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--customers", default=2000, show_default=True, help="Size of the demo company.")
 @click.option("--months", default=12, show_default=True)

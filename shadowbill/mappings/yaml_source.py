@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from shadowbill.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 KeyPath = tuple[str | int, ...]
 
 
@@ -37,7 +38,7 @@ def _build(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _scalar(key_node)
             if key in out:
                 raise yaml.MarkedYAMLError(
                     problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
@@ -47,7 +48,15 @@ def _build(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """The Python value of a scalar node, by the safe loader's own rules."""
+    return _CONSTRUCTOR.construct_object(node, deep=True)
 
 
 def load_yaml(path: Path | str, error: type[InputError] = InputError) -> YamlDocument:
@@ -60,7 +69,7 @@ def load_yaml(path: Path | str, error: type[InputError] = InputError) -> YamlDoc
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
         lines: dict[KeyPath, int] = {}
         data = {} if node is None else _build(node, (), lines)
     except yaml.MarkedYAMLError as exc:
