@@ -45,3 +45,11 @@ class PolicyError(InputError):
 
 class PricingError(ShadowbillError):
     """A subscription that cannot be priced with the given catalog."""
+
+
+class ReportError(ShadowbillError):
+    """A reconciliation result that cannot be rendered, or a report that cannot be written."""
+
+
+class PlanError(ShadowbillError):
+    """A migration plan that cannot answer what was asked (a subscription not in its cohort)."""

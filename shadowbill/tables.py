@@ -256,4 +256,6 @@ class Snapshot:
     @classmethod
     def from_frames(cls, frames: Mapping[str, pd.DataFrame]) -> Snapshot:
         """A snapshot from canonical frames; missing tables are empty."""
-        return cls({name: frames.get(name, empty_frame(t)) for name, t in TABLES.items()})
+        return cls(
+            {name: frames[name] if name in frames else empty_frame(t) for name, t in TABLES.items()}
+        )

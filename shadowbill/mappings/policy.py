@@ -71,7 +71,9 @@ class Policy(_Strict):
     max_unexplained: int = Field(0, ge=0)
     max_unexplained_amount: int = Field(0, ge=0, description="minor units, any currency")
     max_unmapped: int = Field(0, ge=0)
-    max_drift: int | None = Field(None, ge=0, description="legacy drift findings (A); none = report only")
+    max_drift: int | None = Field(
+        None, ge=0, description="legacy drift findings (A); none = report only"
+    )
     increase_cap: IncreaseCap = IncreaseCap()
     phases: dict[int, PhasePolicy] = Field(default_factory=dict)
 

@@ -12,6 +12,9 @@ Every invoice's difference is split into causes that add up exactly to it:
 - ``tax`` from the tax lines;
 - ``unexplained``: whatever is left, which is zero unless a line cannot be traced to the
   plan. That is the number CI guards.
+
+The work runs on integer codes (subscription, item, instant in microseconds) so that
+millions of lines join and group quickly.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import numpy as np
 import pandas as pd
 
 from shadowbill.money import decimal_to_scaled, mul_div_round
-from shadowbill.reconcile.line_match import CHARGE_KINDS
 
-_INV = ["subscription_id", "period_start"]
 PROTECTION_PREFIX = "pp_"
+_CHARGES = ("recurring", "usage", "proration", "one_off")
+_KEY = ["sub", "start"]
 
 CAUSE_ORDER = (
     "proration_method",
@@ -51,173 +54,226 @@ class Sides:
     new: tuple[pd.DataFrame, pd.DataFrame]  # the plan, the target catalog
 
 
-def _with_invoice(invoices: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
-    head = invoices[["invoice_id", "subscription_id", "period_start"]].rename(
-        columns={"period_start": "invoice_start"}
+def _us(series: pd.Series) -> np.ndarray:
+    values = series.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]")
+    return values.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Codes:
+    subs: pd.Index
+    items: pd.Index
+
+    def sub(self, values: pd.Series) -> np.ndarray:
+        return self.subs.get_indexer(pd.Index(values.astype("string")))
+
+    def item(self, values: pd.Series) -> np.ndarray:
+        return self.items.get_indexer(pd.Index(values.astype("string").fillna("")))
+
+
+def _line_table(invoices: pd.DataFrame, lines: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
+    """Lines as integer columns: subscription, invoice start, kind, amounts, item, instants."""
+    pos = pd.Index(invoices["invoice_id"].astype("string")).get_indexer(
+        pd.Index(lines["invoice_id"].astype("string"))
     )
-    return lines.merge(head, on="invoice_id", how="inner")
-
-
-def _sum_lines(lines: pd.DataFrame, mask: pd.Series, name: str) -> pd.Series:
-    picked = lines[mask]
-    out = picked.groupby(["subscription_id", "invoice_start"])["amount"].sum()
-    out.index = out.index.set_names(_INV)
-    return out.rename(name)
-
-
-def _segment_lookup(
-    lines: pd.DataFrame, lineage: pd.DataFrame, item_col: str, at: pd.Series
-) -> pd.DataFrame:
-    """Each line's lineage rows: same subscription and item, segment containing ``at``."""
-    left = lines.assign(_at=at.to_numpy(), _row=np.arange(len(lines)))
-    right = lineage.rename(columns={item_col: "item_id"})
-    joined = left[["_row", "subscription_id", "item_id", "_at"]].merge(
-        right, on=["subscription_id", "item_id"], how="inner"
+    keep = pos >= 0
+    lines, pos = lines[keep], pos[keep]
+    inv_sub = codes.sub(invoices["subscription_id"])
+    inv_start = _us(invoices["period_start"])
+    kind = lines["kind"].astype("string").to_numpy(dtype=object)
+    out = pd.DataFrame(
+        {
+            "sub": inv_sub[pos],
+            "start": inv_start[pos],
+            "kind": pd.Categorical(kind, categories=[*_CHARGES, "discount", "tax"]),
+            "amount": lines["amount"].astype("int64").to_numpy(),
+            "quantity": lines["quantity"].astype("Int64").fillna(0).astype("int64").to_numpy(),
+            "item": codes.item(lines["item_id"]),
+            "line_start": _us(lines["period_start"]),
+        }
     )
-    inside = (joined["valid_from"] <= joined["_at"]) & (
-        joined["valid_to"].isna() | (joined["_at"] < joined["valid_to"])
+    out["unit"] = lines["unit_amount_decimal"].astype("string").to_numpy()
+    discount = (out["kind"] == "discount").to_numpy()
+    disc_id = np.full(len(out), "", dtype=object)
+    disc_id[discount] = (
+        lines.loc[discount, "line_id"].astype("string").str.rsplit("/", n=1).str[-1].to_numpy()
     )
-    return joined[inside.fillna(False)]
+    out["discount_id"] = disc_id
+    return out
 
 
-def _line_instant(lines: pd.DataFrame) -> pd.Series:
+def _instant(lines: pd.DataFrame) -> np.ndarray:
     """Which state of the item history a line bills: credits bill the state before."""
-    at = lines["invoice_start"].copy()
-    prorate = lines["kind"] == "proration"
-    at[prorate] = lines.loc[prorate, "period_start"]
-    credit = prorate & (lines["amount"] < 0)
-    at[credit] = lines.loc[credit, "period_start"] - pd.Timedelta(microseconds=1)
+    at = lines["start"].to_numpy().copy()
+    prorate = (lines["kind"] == "proration").to_numpy()
+    at[prorate] = lines["line_start"].to_numpy()[prorate]
+    credit = prorate & (lines["amount"].to_numpy() < 0)
+    at[credit] -= 1
     return at
 
 
-def _charge_groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> pd.DataFrame:
-    """Charge amounts per (invoice, new item) on both sides, with the group's kind."""
-    leg = legacy[legacy["kind"].isin(CHARGE_KINDS)].reset_index(drop=True)
-    nw = new[new["kind"].isin(CHARGE_KINDS)].reset_index(drop=True)
+def _lookup(lines: pd.DataFrame, lineage: pd.DataFrame, item_col: str) -> pd.DataFrame:
+    """Each line's lineage rows: same subscription and item, segment containing its instant."""
+    left = pd.DataFrame(
+        {
+            "sub": lines["sub"].to_numpy(),
+            "item": lines["item"].to_numpy(),
+            "at": _instant(lines),
+            "row": np.arange(len(lines)),
+        }
+    )
+    right = lineage[["sub", item_col, "valid_from", "valid_to", "other"]].rename(
+        columns={item_col: "item"}
+    )
+    joined = left.merge(right, on=["sub", "item"], how="inner")
+    inside = (joined["valid_from"].to_numpy() <= joined["at"].to_numpy()) & (
+        joined["at"].to_numpy() < joined["valid_to"].to_numpy()
+    )
+    return joined[inside]
 
-    # Legacy line -> its primary successor (the first new item its row maps to).
-    all_hits = _segment_lookup(leg, lineage, "legacy_item_id", _line_instant(leg))
-    hits = all_hits[all_hits["new_item_id"].notna() & (all_hits["new_item_id"] != "")]
-    primary = hits.sort_values(["_row", "new_item_id"]).drop_duplicates("_row")
-    leg["group"] = pd.Series(pd.NA, index=leg.index, dtype="string")
-    leg.loc[primary["_row"].to_numpy(), "group"] = primary["new_item_id"].to_numpy()
-    lineage_rows = all_hits["_row"].unique()
-    leg["removed"] = leg["group"].isna() & np.isin(np.arange(len(leg)), lineage_rows)
 
-    # New line -> mapped (has a legacy source in its segment) or added.
-    nhits = _segment_lookup(nw, lineage, "new_item_id", _line_instant(nw))
-    sourced = nhits[nhits["legacy_item_id"].notna() & (nhits["legacy_item_id"] != "")]
-    nw["group"] = nw["item_id"].astype("string")
-    nw["has_source"] = np.isin(np.arange(len(nw)), sourced["_row"].unique())
-    nw["untraced"] = ~np.isin(np.arange(len(nw)), nhits["_row"].unique())
+def _groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> pd.DataFrame:
+    """Per invoice: price, quantity, removal and new-usage parts of the charge lines."""
+    leg = legacy[legacy["kind"].isin(_CHARGES)].reset_index(drop=True)
+    nw = new[new["kind"].isin(_CHARGES)].reset_index(drop=True)
 
-    def agg(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
-        f = frame.assign(
-            usage=(frame["kind"] == "usage").astype(int),
-            usage_amount=frame["amount"].where(frame["kind"] == "usage", 0).astype("int64"),
-            rec_qty=frame["quantity"]
-            .where(frame["kind"] == "recurring", 0)
-            .fillna(0)
-            .astype("int64"),
-            rec_amount=frame["amount"].where(frame["kind"] == "recurring", 0).astype("int64"),
+    # legacy line -> its primary successor (the first new item its row maps to)
+    hits = _lookup(leg, lineage.rename(columns={"new_item": "other"}), "legacy_item")
+    mapped = hits[hits["other"] >= 0].sort_values(["row", "other"]).drop_duplicates("row")
+    group = np.full(len(leg), -1, dtype=np.int64)
+    group[mapped["row"].to_numpy()] = mapped["other"].to_numpy()
+    traced = np.zeros(len(leg), dtype=bool)
+    traced[hits["row"].to_numpy()] = True
+    leg["group"] = group
+    removed = leg[(group < 0) & traced]
+
+    # new line -> mapped (has a legacy source in its segment) or added
+    nhits = _lookup(nw, lineage.rename(columns={"legacy_item": "other"}), "new_item")
+    has_source = np.zeros(len(nw), dtype=bool)
+    has_source[nhits.loc[nhits["other"] >= 0, "row"].to_numpy()] = True
+    ntraced = np.zeros(len(nw), dtype=bool)
+    ntraced[nhits["row"].to_numpy()] = True
+    nw["group"] = nw["item"]
+    added = nw[~has_source & ntraced]
+
+    def agg(frame: pd.DataFrame) -> pd.DataFrame:
+        usage = (frame["kind"] == "usage").to_numpy()
+        rec = (frame["kind"] == "recurring").to_numpy()
+        amount = frame["amount"].to_numpy()
+        f = pd.DataFrame(
+            {
+                "sub": frame["sub"].to_numpy(),
+                "start": frame["start"].to_numpy(),
+                "group": frame["group"].to_numpy(),
+                "amount": amount,
+                "usage": usage.astype(np.int64),
+                "usage_amount": np.where(usage, amount, 0),
+                "rec_qty": np.where(rec, frame["quantity"].to_numpy(), 0),
+                "rec_amount": np.where(rec, amount, 0),
+            }
         )
-        g = f.groupby(["subscription_id", "invoice_start", "group"], dropna=False).agg(
+        return f.groupby(["sub", "start", "group"], sort=False).agg(
             amount=("amount", "sum"),
             usage=("usage", "max"),
             usage_amount=("usage_amount", "sum"),
             rec_qty=("rec_qty", "sum"),
             rec_amount=("rec_amount", "sum"),
         )
-        return g.add_prefix(prefix)
 
-    mapped_leg = leg[leg["group"].notna()]
-    g_leg = agg(mapped_leg, "l_")
-    g_new = agg(nw[nw["has_source"]], "n_")
-    groups = g_leg.join(g_new, how="outer").fillna(0).reset_index()
-
-    # The new side's unit price per recurring line, to price the legacy quantity.
-    rec = nw[(nw["kind"] == "recurring") & nw["has_source"] & nw["unit_amount_decimal"].notna()]
-    unit = rec.groupby(["subscription_id", "invoice_start", "group"])["unit_amount_decimal"].agg(
-        ["first", "nunique"]
+    g = (
+        agg(leg[group >= 0])
+        .add_prefix("l_")
+        .join(agg(nw[has_source]).add_prefix("n_"), how="outer")
+        .fillna(0)
     )
-    unit = unit[unit["nunique"] == 1]["first"].rename("n_unit").reset_index()
-    groups = groups.merge(unit, on=["subscription_id", "invoice_start", "group"], how="left")
+    g = g.astype("int64")
+    # the new side's unit price per group, to price the legacy quantity
+    rec = nw[has_source & (nw["kind"] == "recurring").to_numpy() & nw["unit"].notna().to_numpy()]
+    units = rec.groupby(["sub", "start", "group"], sort=False)["unit"].agg(["first", "nunique"])
+    single_unit = units.loc[units["nunique"] == 1, "first"]
+    g["n_unit"] = single_unit.reindex(g.index)
 
-    removed = leg[leg["removed"]].groupby(["subscription_id", "invoice_start"])["amount"].sum()
-    added = nw[~nw["has_source"] & ~nw["untraced"]]
-    added_usage = (
-        added[added["kind"] == "usage"]
-        .groupby(["subscription_id", "invoice_start"])["amount"]
-        .sum()
-    )
-    added_other = (
-        added[added["kind"] != "usage"]
-        .groupby(["subscription_id", "invoice_start"])["amount"]
-        .sum()
-    )
-    return groups, removed, added_usage, added_other
-
-
-def _attribute_groups(groups: pd.DataFrame) -> pd.DataFrame:
-    """Split each mapped group's change into price, quantity, removal and new usage."""
-
-    def col(name: str) -> np.ndarray:
-        return groups[name].astype("int64").to_numpy()
-
-    l_amount, n_amount = col("l_amount"), col("n_amount")
-    l_usage, n_usage = col("l_usage_amount"), col("n_usage_amount")
-    l_flat = l_amount - l_usage
-    # A new item billed only by usage: legacy flat fees behind it are removed, and its
-    # usage is new unless legacy billed usage for it too.
-    metered = (col("n_usage") > 0) & (n_amount == n_usage)
-    legacy_metered = col("l_usage") > 0
-    # New price at the legacy quantity, for per-unit recurring lines.
-    qty_part = np.zeros(len(groups), dtype=np.int64)
-    has_unit = groups["n_unit"].notna().to_numpy() & ~metered
+    l_amount, n_amount = g["l_amount"].to_numpy(), g["n_amount"].to_numpy()
+    l_usage, n_usage = g["l_usage_amount"].to_numpy(), g["n_usage_amount"].to_numpy()
+    metered = (g["n_usage"].to_numpy() > 0) & (n_amount == n_usage)
+    legacy_metered = g["l_usage"].to_numpy() > 0
+    qty_part = np.zeros(len(g), dtype=np.int64)
+    has_unit = g["n_unit"].notna().to_numpy() & ~metered
     if has_unit.any():
-        units = groups.loc[has_unit, "n_unit"].astype(str).tolist()
         scale = 12
-        scaled = decimal_to_scaled(units, scale)
+        scaled = decimal_to_scaled(g.loc[has_unit, "n_unit"].astype(str).tolist(), scale)
         at_legacy_qty = mul_div_round(
-            groups.loc[has_unit, "l_rec_qty"].astype("int64").to_numpy(),
-            scaled,
-            10**scale,
-            "half_up",
+            g["l_rec_qty"].to_numpy()[has_unit], scaled, 10**scale, "half_up"
         )
-        qty_part[has_unit] = col("n_rec_amount")[has_unit] - at_legacy_qty
-    out = groups[["subscription_id", "invoice_start"]].copy()
-    out["removed_item"] = np.where(metered, -l_flat, 0)
-    out["new_usage_charge"] = np.where(metered & ~legacy_metered, n_amount, 0)
-    out["price_change"] = np.where(
-        metered, np.where(legacy_metered, n_amount - l_usage, 0), n_amount - l_amount - qty_part
+        qty_part[has_unit] = g["n_rec_amount"].to_numpy()[has_unit] - at_legacy_qty
+    parts = (
+        pd.DataFrame(
+            {
+                "removed_item": np.where(metered, -(l_amount - l_usage), 0),
+                "new_usage_charge": np.where(metered & ~legacy_metered, n_amount, 0),
+                "price_change": np.where(
+                    metered,
+                    np.where(legacy_metered, n_amount - l_usage, 0),
+                    n_amount - l_amount - qty_part,
+                ),
+                "quantity_transform": qty_part,
+            },
+            index=g.index,
+        )
+        .groupby(level=["sub", "start"])
+        .sum()
     )
-    out["quantity_transform"] = qty_part
-    return out.groupby(["subscription_id", "invoice_start"]).sum()
+
+    def by_invoice(frame: pd.DataFrame, mask: np.ndarray | None = None) -> pd.Series:
+        f: pd.DataFrame = frame if mask is None else frame[mask]
+        return f.groupby(["sub", "start"], sort=False)["amount"].sum()
+
+    extra = pd.concat(
+        [
+            -by_invoice(removed).rename("removed_item"),
+            by_invoice(added, (added["kind"] == "usage").to_numpy()).rename("new_usage_charge"),
+            by_invoice(added, (added["kind"] != "usage").to_numpy()).rename("price_change"),
+        ],
+        axis=1,
+    ).fillna(0)
+    return parts.add(extra, fill_value=0)
 
 
-def _discount_causes(legacy: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    def by_id(lines: pd.DataFrame) -> pd.DataFrame:
-        d = lines[lines["kind"] == "discount"]
-        return d.assign(discount_id=d["line_id"].astype("string").str.rsplit("/", n=1).str[-1])[
-            ["subscription_id", "invoice_start", "discount_id", "amount"]
-        ]
-
-    leg, nw = by_id(legacy), by_id(new)
-    both = leg.merge(
-        nw,
-        on=["subscription_id", "invoice_start", "discount_id"],
-        how="outer",
-        suffixes=("_l", "_n"),
+def _discounts(legacy: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    cols = ["sub", "start", "discount_id", "amount"]
+    leg = legacy.loc[(legacy["kind"] == "discount").to_numpy(), cols]
+    nw = new.loc[(new["kind"] == "discount").to_numpy(), cols]
+    both = leg.merge(nw, on=["sub", "start", "discount_id"], how="outer", suffixes=("_l", "_n"))
+    l_amt = both["amount_l"].fillna(0).to_numpy(dtype=np.int64)
+    n_amt = both["amount_n"].fillna(0).to_numpy(dtype=np.int64)
+    protection = both["discount_id"].astype(str).str.startswith(PROTECTION_PREFIX).to_numpy()
+    lost = both["amount_n"].isna().to_numpy() & ~protection
+    out = pd.DataFrame(
+        {
+            "sub": both["sub"].to_numpy(),
+            "start": both["start"].to_numpy(),
+            "price_protection": np.where(protection, n_amt - l_amt, 0),
+            "discount_lost": np.where(lost, -l_amt, 0),
+            "discount_carried": np.where(~protection & ~lost, n_amt - l_amt, 0),
+        }
     )
-    l_amt = both["amount_l"].fillna(0).astype("int64")
-    n_amt = both["amount_n"].fillna(0).astype("int64")
-    protection = both["discount_id"].str.startswith(PROTECTION_PREFIX).fillna(False)
-    lost = both["amount_n"].isna() & ~protection
-    out = both[["subscription_id", "invoice_start"]].copy()
-    out["price_protection"] = np.where(protection, n_amt - l_amt, 0)
-    out["discount_lost"] = np.where(lost, -l_amt, 0)
-    out["discount_carried"] = np.where(~protection & ~lost, n_amt - l_amt, 0)
-    return out.groupby(["subscription_id", "invoice_start"]).sum()
+    return out.groupby(["sub", "start"], sort=False).sum()
+
+
+def _coded_lineage(lineage: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sub": codes.sub(lineage["subscription_id"]),
+            "legacy_item": codes.item(lineage["legacy_item_id"]),
+            "new_item": codes.item(lineage["new_item_id"]),
+            "valid_from": _us(lineage["valid_from"]),
+            "valid_to": np.where(
+                lineage["valid_to"].isna().to_numpy(),
+                np.iinfo(np.int64).max,
+                _us(lineage["valid_to"].fillna(pd.Timestamp(0, tz="UTC"))),
+            ),
+        }
+    )
 
 
 def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
@@ -225,60 +281,76 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
     inv_l0, lines_l0 = sides.legacy
     inv_l1, lines_l1 = sides.legacy_new_rules
     inv_n, lines_n = sides.new
-    l0 = _with_invoice(inv_l0, lines_l0)
-    l1 = _with_invoice(inv_l1, lines_l1)
-    nw = _with_invoice(inv_n, lines_n)
-
-    keys = ["subscription_id", "customer_id", "currency", "period_start", "period_end"]
-    heads = pd.concat([inv_l0[keys], inv_n[keys]]).drop_duplicates(_INV).set_index(_INV)
-    totals = pd.concat(
-        [
-            inv_l0.set_index(_INV)["total"].rename("legacy_total"),
-            inv_l1.set_index(_INV)["total"].rename("legacy_new_rules_total"),
-            inv_n.set_index(_INV)["total"].rename("new_total"),
-        ],
-        axis=1,
+    subs = pd.Index(
+        pd.concat([inv_l0["subscription_id"], inv_n["subscription_id"]]).astype("string").unique()
     )
-    frame = heads.join(totals, how="left")
-    for col in ("legacy_total", "legacy_new_rules_total", "new_total"):
-        frame[col] = frame[col].fillna(0).astype("int64")
+    items = pd.Index(
+        pd.concat(
+            [
+                lineage["legacy_item_id"],
+                lineage["new_item_id"],
+                lines_l0["item_id"],
+                lines_n["item_id"],
+            ]
+        )
+        .astype("string")
+        .dropna()
+        .unique()
+    )
+    codes = _Codes(subs, items)
+    l0 = _line_table(inv_l0, lines_l0, codes)
+    l1 = _line_table(inv_l1, lines_l1, codes)
+    nw = _line_table(inv_n, lines_n, codes)
+    coded_lineage = _coded_lineage(lineage, codes)
 
-    def series(lines: pd.DataFrame, mask: pd.Series, name: str) -> pd.Series:
-        return _sum_lines(lines, mask, name)
+    def heads(invoices: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "sub": codes.sub(invoices["subscription_id"]),
+                "start": _us(invoices["period_start"]),
+                "row": np.arange(len(invoices)),
+                "total": invoices["total"].astype("int64").to_numpy(),
+            }
+        ).set_index(_KEY)
+
+    h0, h1, hn = heads(inv_l0), heads(inv_l1), heads(inv_n)
+    frame = pd.DataFrame(index=h0.index.union(hn.index))
+    frame["legacy_total"] = h0["total"].reindex(frame.index).fillna(0).astype("int64")
+    frame["legacy_new_rules_total"] = h1["total"].reindex(frame.index).fillna(0).astype("int64")
+    frame["new_total"] = hn["total"].reindex(frame.index).fillna(0).astype("int64")
+
+    def total(lines: pd.DataFrame, kind: str) -> pd.Series:
+        picked = lines[(lines["kind"] == kind).to_numpy()]
+        return (
+            picked.groupby(["sub", "start"], sort=False)["amount"]
+            .sum()
+            .reindex(frame.index)
+            .fillna(0)
+        )
 
     engine = frame["legacy_new_rules_total"] - frame["legacy_total"]
-    prorations = series(l1, l1["kind"] == "proration", "p1").reindex(frame.index).fillna(
-        0
-    ) - series(l0, l0["kind"] == "proration", "p0").reindex(frame.index).fillna(0)
-    frame["proration_method"] = prorations.astype("int64")
+    frame["proration_method"] = (total(l1, "proration") - total(l0, "proration")).astype("int64")
     frame["rounding"] = (engine - frame["proration_method"]).astype("int64")
-
-    groups, removed, added_usage, added_other = _charge_groups(l1, nw, lineage)
-    parts = _attribute_groups(groups)
-    parts.index = parts.index.set_names(_INV)
-    frame = frame.join(parts, how="left")
-    removed.index = removed.index.set_names(_INV)
-    added_usage.index = added_usage.index.set_names(_INV)
-    added_other.index = added_other.index.set_names(_INV)
-    frame["removed_item"] = frame["removed_item"].fillna(0) - removed.reindex(frame.index).fillna(0)
-    frame["new_usage_charge"] = frame["new_usage_charge"].fillna(0) + added_usage.reindex(
-        frame.index
-    ).fillna(0)
-    frame["price_change"] = frame["price_change"].fillna(0) + added_other.reindex(
-        frame.index
-    ).fillna(0)
-    frame["quantity_transform"] = frame["quantity_transform"].fillna(0)
-
-    disc = _discount_causes(l1, nw)
-    disc.index = disc.index.set_names(_INV)
-    frame = frame.join(disc, how="left")
-    tax = series(nw, nw["kind"] == "tax", "t").reindex(frame.index).fillna(0) - series(
-        l1, l1["kind"] == "tax", "t"
-    ).reindex(frame.index).fillna(0)
-    frame["tax"] = tax
+    frame = frame.join(_groups(l1, nw, coded_lineage), how="left")
+    frame = frame.join(_discounts(l1, nw), how="left")
+    frame["tax"] = total(nw, "tax") - total(l1, "tax")
     for cause in CAUSE_ORDER[:-1]:
         frame[cause] = frame[cause].fillna(0).astype("int64")
-    explained = frame[list(CAUSE_ORDER[:-1])].sum(axis=1)
     frame["delta"] = frame["new_total"] - frame["legacy_total"]
-    frame["unexplained"] = (frame["delta"] - explained).astype("int64")
-    return frame.reset_index()
+    frame["unexplained"] = (frame["delta"] - frame[list(CAUSE_ORDER[:-1])].sum(axis=1)).astype(
+        "int64"
+    )
+
+    # back from codes to the invoices' own columns
+    frame = frame.reset_index()
+    in_new = hn["row"].reindex(pd.MultiIndex.from_frame(frame[_KEY])).to_numpy()
+    in_legacy = h0["row"].reindex(pd.MultiIndex.from_frame(frame[_KEY])).to_numpy()
+    source_new = ~np.isnan(in_new)
+    cols = ["subscription_id", "customer_id", "currency", "period_start", "period_end"]
+    head_new = inv_n[cols].iloc[np.nan_to_num(in_new).astype(np.int64)].reset_index(drop=True)
+    head_legacy = (
+        inv_l0[cols].iloc[np.nan_to_num(in_legacy).astype(np.int64)].reset_index(drop=True)
+    )
+    head = head_legacy.where(pd.Series(~source_new), head_new) if len(inv_l0) else head_new
+    out = pd.concat([head, frame.drop(columns=_KEY)], axis=1)
+    return out

@@ -36,7 +36,8 @@ def project_usage(snapshot: Snapshot, until: pd.Timestamp) -> Snapshot:
         * sub["interval_count"].fillna(1).astype("int64").to_numpy()
     )
     anchor = sub["trial_end"].fillna(sub["started_at"])
-    stop = sub["canceled_at"].fillna(until).clip(upper=until)
+    canceled = sub["canceled_at"].fillna(until)
+    stop = canceled.where(canceled < until, until)
     keep = months > 0
     last, anchor, stop, months = last[keep], anchor[keep], stop[keep], months[keep]
     if last.empty:

@@ -30,7 +30,7 @@ CUSTOMER_COLUMNS: dict[str, str] = {
     "legacy_total": "Int64",  # legacy model recomputed, over the compared periods
     "new_total": "Int64",  # new model, same periods
     "delta": "Int64",  # new_total - legacy_total
-    "delta_pct": "Float64",  # a ratio for display and policy, not money
+    "delta_pct": "Float64",  # percent change (12.5 = +12.5%), for display and policy; not money
     "unexplained": "Int64",  # part of delta no cause explains
     "drift": "Int64",  # comparison A: actual legacy - recomputed legacy
 }
@@ -45,7 +45,7 @@ WATERFALL_COLUMNS: dict[str, str] = {
     "explanation": "string",
 }
 
-# Revenue per calendar month (of period_start) and currency.
+# Revenue per calendar month (of period_start) and currency, mapped subscriptions only.
 MONTHLY_COLUMNS: dict[str, str] = {
     "month": "string",  # "2025-03"
     "currency": "string",

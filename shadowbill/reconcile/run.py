@@ -361,7 +361,7 @@ def reconcile_phase(
         findings=findings,
         customers=customers,
         waterfall=_waterfall(attributed),
-        monthly=_monthly(actual, l0.invoices, n.invoices),
+        monthly=_monthly(legacy_snap["invoices"], l0.invoices, n.invoices),
         plan_moves=_plan_moves(customers),
         lines=_detail_lines(chosen, snapshot, l0, n, start),
         exceptions={

@@ -1,0 +1,198 @@
+"""Billing periods of every subscription at once, as in docs/billing-model.md.
+
+Period *k* is ``[anchor + k*n*interval, anchor + (k+1)*n*interval)`` with months added
+to the anchor (not chained), the day clamped to the month's length and the time of day
+kept, so an anchor on Jan 31 bills on Feb 28/29 and then on Mar 31 again (Stripe).
+Times are int64 microseconds since the epoch, UTC; ``OPEN`` stands for "no end".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+DAY_US = 86_400_000_000
+OPEN = np.iinfo(np.int64).max  # an open end (no valid_to, no cancellation)
+NEVER = np.iinfo(np.int64).min  # an absent start
+
+
+def to_us(series: pd.Series, missing: int) -> IntArray:
+    """UTC timestamps as int64 microseconds since the epoch; missing values become ``missing``."""
+    values = pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
+    missing_mask = values.isna().to_numpy(dtype=bool)
+    naive = values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    out = naive.view(np.int64).copy()
+    out[missing_mask] = missing
+    return out
+
+
+def timestamp_us(value: pd.Timestamp | str | None) -> int | None:
+    """One timestamp (naive = UTC) as int64 microseconds, or None."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1))
+
+
+def civil_from_days(days: IntArray) -> tuple[IntArray, IntArray, IntArray]:
+    """(year, month 1-12, day 1-31) of days since 1970-01-01 (H. Hinnant's algorithm)."""
+    z = np.asarray(days, dtype=np.int64) + 719468
+    era = np.floor_divide(z, 146097)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def days_from_civil(year: IntArray, month: IntArray, day: IntArray) -> IntArray:
+    """Days since 1970-01-01 of a (year, month, day) date (H. Hinnant's algorithm)."""
+    y = year - (month <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    mp = np.where(month > 2, month - 3, month + 9)
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return np.asarray(era * 146097 + doe - 719468, dtype=np.int64)
+
+
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def add_months(ts_us: IntArray, months: IntArray) -> IntArray:
+    """Add whole months to timestamps, clamping the day to the target month, keeping the time."""
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    days = np.floor_divide(ts_us, DAY_US)
+    tod = ts_us - days * DAY_US
+    year, month, day = civil_from_days(days)
+    index = year * 12 + (month - 1) + np.asarray(months, dtype=np.int64)
+    ty = np.floor_divide(index, 12)
+    tm = index - ty * 12 + 1
+    leap = (ty % 4 == 0) & ((ty % 100 != 0) | (ty % 400 == 0))
+    length = _MONTH_DAYS[tm - 1] + ((tm == 2) & leap)
+    out_days = days_from_civil(ty, tm, np.minimum(day, length))
+    return np.asarray(out_days * DAY_US + tod, dtype=np.int64)
+
+
+def months_between(start_us: IntArray, end_us: IntArray) -> IntArray:
+    """Whole calendar months from ``start`` to ``end`` (as ``add_months`` counts them)."""
+    sy, sm, _ = civil_from_days(np.floor_divide(np.asarray(start_us, dtype=np.int64), DAY_US))
+    ey, em, _ = civil_from_days(np.floor_divide(np.asarray(end_us, dtype=np.int64), DAY_US))
+    guess = (ey * 12 + em) - (sy * 12 + sm)
+    # one month less when adding the guess overshoots (end earlier in its month)
+    over = add_months(start_us, guess) > end_us
+    return np.asarray(guess - over.astype(np.int64), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How each subscription steps: whole months per period, or a fixed length in µs."""
+
+    months: IntArray  # months per period (0 when the interval is day or week)
+    fixed_us: IntArray  # microseconds per period (0 when the interval is month or year)
+
+    def step(self, anchor_us: IntArray, k: IntArray) -> IntArray:
+        """The start of period ``k`` from ``anchor`` (clamped month arithmetic)."""
+        by_month = add_months(anchor_us, k * self.months)
+        return np.where(self.months > 0, by_month, anchor_us + k * self.fixed_us)
+
+
+def cadence(interval: pd.Series, interval_count: pd.Series) -> tuple[Cadence, BoolArray]:
+    """Each subscription's cadence, and a mask of intervals that are not day/week/month/year."""
+    unit = interval.astype("string").str.lower().fillna("").to_numpy(dtype=object)
+    count = interval_count.astype("Int64").fillna(1).to_numpy(dtype=np.int64)
+    count = np.where(count < 1, 1, count)
+    months = np.select([unit == "month", unit == "year"], [count, 12 * count], 0)
+    fixed = np.select([unit == "day", unit == "week"], [count * DAY_US, count * 7 * DAY_US], 0)
+    bad = (months == 0) & (fixed == 0)
+    fixed = np.where(bad, DAY_US, fixed)
+    steps = Cadence(months=months.astype(np.int64), fixed_us=fixed.astype(np.int64))
+    return steps, np.asarray(bad, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """All billing periods: one row per (subscription, k), grouped by subscription in order."""
+
+    sub: IntArray  # index of the subscription row
+    k: IntArray  # period number from the anchor
+    start: IntArray  # period_start
+    natural_end: IntArray  # anchor + (k+1)*n*interval
+    end: IntArray  # natural_end, or canceled_at when the cancellation cuts the period short
+
+    def __len__(self) -> int:
+        return len(self.sub)
+
+    def take(self, mask: BoolArray | IntArray) -> Periods:
+        """The periods selected by a mask or index array."""
+        return Periods(
+            self.sub[mask], self.k[mask], self.start[mask], self.natural_end[mask], self.end[mask]
+        )
+
+
+def periods_before(anchor_us: IntArray, steps: Cadence, moment_us: IntArray) -> IntArray:
+    """A lower estimate (>= 0, off by at most 2) of how many periods start before ``moment``."""
+    late = moment_us > anchor_us
+    safe = np.where(late, moment_us, anchor_us)
+    by_month = months_between(anchor_us, safe) // np.maximum(steps.months, 1)
+    by_fixed = (safe - anchor_us) // np.maximum(steps.fixed_us, 1)
+    count = np.where(steps.months > 0, by_month, by_fixed) - 1
+    return np.asarray(np.where(late, np.maximum(count, 0), 0), dtype=np.int64)
+
+
+def first_start_at_or_after(anchor_us: IntArray, steps: Cadence, moment_us: IntArray) -> IntArray:
+    """The first period start ``>= moment`` of each subscription (k >= 0)."""
+    k = periods_before(anchor_us, steps, moment_us)
+    t = steps.step(anchor_us, k)
+    for _ in range(4):  # the estimate is at most a few periods short
+        late = t < moment_us
+        if not late.any():
+            break
+        k = np.where(late, k + 1, k)
+        t = np.where(late, steps.step(anchor_us, k), t)
+    return np.asarray(t, dtype=np.int64)
+
+
+def billing_periods(
+    anchor_us: IntArray,
+    steps: Cadence,
+    canceled_us: IntArray,
+    start_us: int | None,
+    end_us: int,
+) -> Periods:
+    """The priced periods: ``period_start >= start`` and ``period_end <= end``, stopping at
+    canceled_at, which cuts the last period short. Periods before ``start`` are skipped
+    without being generated."""
+    n_subs = len(anchor_us)
+    limit = np.minimum(canceled_us, end_us)
+    live = limit > anchor_us
+    k0 = np.zeros(n_subs, dtype=np.int64)
+    if start_us is not None:
+        k0 = periods_before(anchor_us, steps, np.full(n_subs, start_us, dtype=np.int64))
+    k_end = periods_before(anchor_us, steps, np.where(live, limit, anchor_us)) + 4
+    count = np.where(live, np.maximum(k_end - k0, 0), 0)
+    total = int(count.sum())
+    sub = np.repeat(np.arange(n_subs, dtype=np.int64), count)
+    first = np.cumsum(count) - count
+    k = k0[sub] + np.arange(total, dtype=np.int64) - np.repeat(first, count)
+    sub_steps = Cadence(steps.months[sub], steps.fixed_us[sub])
+    anchor = anchor_us[sub]
+    start = sub_steps.step(anchor, k)
+    keep = start < limit[sub]
+    if start_us is not None:
+        keep &= start >= start_us
+    sub, k, start, anchor = sub[keep], k[keep], start[keep], anchor[keep]
+    sub_steps = Cadence(steps.months[sub], steps.fixed_us[sub])
+    natural_end = sub_steps.step(anchor, k + 1)
+    end = np.minimum(natural_end, canceled_us[sub])
+    keep = end <= end_us
+    return Periods(sub[keep], k[keep], start[keep], natural_end[keep], end[keep])

@@ -1,0 +1,209 @@
+"""The findings as files: Parquet and CSV for machines, XLSX for finance.
+
+Parquet and CSV hold the findings frame exactly (integer minor units). The workbook has
+a Summary, a Findings and a Customers sheet; its money columns are numbers in major units
+with a number format per currency (0 decimals JPY, 2 USD/EUR, 3 KWD), written from exact
+decimals, beside the exact minor-unit integers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from shadowbill.errors import ReportError
+from shadowbill.reconcile.result import ReconciliationResult
+from shadowbill.reports import aggregates as agg
+from shadowbill.reports.xlsx import Block, Column, Sheet, write_workbook
+
+# Excel's sheet limit is 1,048,576 rows. The workbook is for reading: its Findings sheet
+# keeps the 100,000 most severe findings (errors, then warnings, then info, largest
+# differences first); findings.csv and findings.parquet always hold every finding.
+MAX_SHEET_ROWS = 1_000_000
+MAX_FINDING_ROWS = 100_000
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+_MONEY_TOTALS = (
+    ("actual_legacy", "Actual legacy"),
+    ("legacy_total", "Legacy recomputed"),
+    ("new_total", "New model"),
+    ("delta", "Net change"),
+    ("unexplained", "Unexplained"),
+    ("unmapped_legacy", "Unmapped (legacy)"),
+)
+
+
+def _summary_sheet(result: ReconciliationResult, notes: list[str]) -> Sheet:
+    head = pd.DataFrame(
+        {
+            "label": ["Shadow billing reconciliation", "Generated", "Gate"],
+            "value": [
+                f"phase {result.phase}: {result.phase_name}",
+                pd.Timestamp(result.generated_at).isoformat(),
+                "PASSED" if result.verdict.passed else "FAILED",
+            ],
+        }
+    )
+    checks = pd.DataFrame(
+        {
+            "name": [c.name for c in result.verdict.checks],
+            "result": ["pass" if c.passed else "FAIL" for c in result.verdict.checks],
+            "limit": [c.limit for c in result.verdict.checks],
+            "value": [c.value for c in result.verdict.checks],
+            "detail": [c.detail for c in result.verdict.checks],
+        },
+        dtype="string",
+    )
+    totals = agg.currency_totals(result)
+    for key, _ in _MONEY_TOTALS:
+        totals[f"{key}_minor"] = totals[key]
+    fingerprints = pd.DataFrame(
+        {"input": list(result.fingerprints), "sha256": list(result.fingerprints.values())},
+        dtype="string",
+    ).sort_values("input")
+    blocks = [
+        Block(head, (Column("", "label", bold=True), Column("", "value")), header=False),
+        Block(
+            checks,
+            (
+                Column("Check", "name"),
+                Column("Result", "result"),
+                Column("Limit", "limit"),
+                Column("Measured", "value"),
+                Column("Detail", "detail"),
+            ),
+        ),
+        Block(
+            totals,
+            (
+                Column("Currency", "currency"),
+                Column("Customers", "customers", "int"),
+                Column("Invoices", "invoices", "int"),
+                *[Column(label, key, "money", "currency") for key, label in _MONEY_TOTALS],
+                *[
+                    Column(f"{label} (minor units)", f"{key}_minor", "int")
+                    for key, label in _MONEY_TOTALS
+                ],
+            ),
+        ),
+        Block(fingerprints, (Column("Input", "input"), Column("sha256", "sha256"))),
+    ]
+    if notes:
+        blocks.append(Block(pd.DataFrame({"note": notes}), (Column("Notes", "note"),)))
+    widths = (30, 24, 18, 22, 22, 22, 22, 18, 20, 22, 22, 22, 22, 18, 20)
+    return Sheet("Summary", tuple(blocks), widths=widths)
+
+
+_FINDING_COLUMNS = (
+    Column("finding_id", "finding_id", width=24),
+    Column("comparison", "comparison", width=6),
+    Column("level", "level", width=9),
+    Column("customer_id", "customer_id"),
+    Column("name", "name", width=28),
+    Column("subscription_id", "subscription_id"),
+    Column("invoice_key", "invoice_key", width=34),
+    Column("line_key", "line_key", width=30),
+    Column("price_id", "price_id", width=18),
+    Column("period_start", "period_start", "date", width=12),
+    Column("period_end", "period_end", "date", width=12),
+    Column("currency", "currency", width=8),
+    Column("expected", "expected", "money", "currency", width=18),
+    Column("actual", "actual", "money", "currency", width=18),
+    Column("delta", "delta", "money", "currency", width=16),
+    Column("cause", "cause", width=18),
+    Column("severity", "severity", width=9),
+    Column("explanation", "explanation", width=60),
+    Column("expected_minor", "expected", "int"),
+    Column("actual_minor", "actual", "int"),
+    Column("delta_minor", "delta", "int"),
+)
+
+_CUSTOMER_COLUMNS = (
+    Column("customer_id", "customer_id"),
+    Column("name", "name", width=30),
+    Column("segment", "segment", width=11),
+    Column("country", "country", width=8),
+    Column("legacy_plan", "legacy_plan", width=30),
+    Column("new_plan", "new_plan", width=30),
+    Column("rule_id", "rule_id"),
+    Column("status", "status", width=10),
+    Column("currency", "currency", width=8),
+    Column("invoices", "invoices", "int", width=9),
+    Column("legacy_total", "legacy_total", "money", "currency", width=18),
+    Column("new_total", "new_total", "money", "currency", width=18),
+    Column("delta", "delta", "money", "currency", width=16),
+    Column("change", "change_bp", "percent", width=9),
+    Column("unexplained", "unexplained", "money", "currency"),
+    Column("drift", "drift", "money", "currency"),
+    Column("legacy_total_minor", "legacy_total", "int"),
+    Column("new_total_minor", "new_total", "int"),
+    Column("delta_minor", "delta", "int"),
+    Column("unexplained_minor", "unexplained", "int"),
+    Column("drift_minor", "drift", "int"),
+)
+
+
+def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
+    """Write findings.xlsx (Summary, Findings, Customers) for finance and return its path."""
+    names = result.customers.drop_duplicates("customer_id").set_index("customer_id")["name"]
+    # Most severe first, largest differences first; a stable sort keeps the input order
+    # between equals, so the sheet is deterministic.
+    rank = result.findings["severity"].map(_SEVERITY_ORDER).fillna(3).to_numpy(dtype=np.int64)
+    size = result.findings["delta"].abs().fillna(0).to_numpy(dtype=np.int64)
+    findings = result.findings.iloc[np.lexsort((-size, rank))]
+    notes = []
+    if len(findings) > MAX_FINDING_ROWS:
+        notes.append(
+            f"The Findings sheet holds the {MAX_FINDING_ROWS:,} most severe of {len(findings):,}"
+            " findings (errors, then warnings, then info; largest differences first);"
+            " findings.csv and findings.parquet hold them all."
+        )
+        findings = findings.head(MAX_FINDING_ROWS)
+    findings = findings.assign(name=findings["customer_id"].map(names))
+    customers = result.customers.sort_values("customer_id", kind="stable")
+    customers = customers.assign(change_bp=agg.change_basis_points(customers))
+    if len(customers) > MAX_SHEET_ROWS:
+        notes.append(
+            f"The Customers sheet holds {MAX_SHEET_ROWS:,} of {len(customers):,} customers."
+        )
+        customers = customers.head(MAX_SHEET_ROWS)
+    sheets = (
+        _summary_sheet(result, notes),
+        Sheet("Findings", (Block(findings, _FINDING_COLUMNS),), freeze_header=True),
+        Sheet("Customers", (Block(customers, _CUSTOMER_COLUMNS),), freeze_header=True),
+    )
+    return write_workbook(out_path, sheets)
+
+
+def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
+    """A frame as CSV through Arrow's writer (fast at millions of rows); times ISO UTC."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, name in enumerate(table.column_names):
+        if pa.types.is_timestamp(table.schema.field(name).type):
+            # Arrow's %S carries the microseconds; billing periods are whole seconds.
+            seconds = pc.utf8_slice_codeunits(
+                pc.strftime(table[name], format="%Y-%m-%dT%H:%M:%S"), 0, 19
+            )
+            text = pc.binary_join_element_wise(seconds, "Z", "")
+            table = table.set_column(i, name, text)
+    pa_csv.write_csv(table, out_path, pa_csv.WriteOptions(quoting_style="needed"))
+    return out_path
+
+
+def write_findings(result: ReconciliationResult, out_dir: Path) -> list[Path]:
+    """Write findings.parquet, findings.csv and findings.xlsx into ``out_dir``."""
+    agg.check_result(result)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        parquet = out_dir / "findings.parquet"
+        result.findings.to_parquet(parquet, index=False)
+        csv = write_csv(result.findings, out_dir / "findings.csv")
+        xlsx = write_xlsx(result, out_dir / "findings.xlsx")
+    except OSError as exc:
+        raise ReportError(f"cannot write the findings files in {out_dir}: {exc}") from exc
+    return [parquet, csv, xlsx]

@@ -1,0 +1,31 @@
+"""Write every report of one reconciliation into a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shadowbill.errors import ReportError
+from shadowbill.reconcile.result import ReconciliationResult
+from shadowbill.reports.aggregates import check_result
+from shadowbill.reports.files import write_findings
+from shadowbill.reports.html import write_html
+from shadowbill.reports.junit import write_junit
+from shadowbill.reports.summary import write_summary
+
+
+def write_reports(result: ReconciliationResult, out_dir: Path) -> dict[str, Path]:
+    """Write report.html, findings.{parquet,csv,xlsx}, summary.json and junit.xml."""
+    check_result(result)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create the report folder {out_dir}: {exc.strerror}") from exc
+    parquet, csv, xlsx = write_findings(result, out_dir)
+    return {
+        "html": write_html(result, out_dir / "report.html", findings_href=csv.name),
+        "findings_parquet": parquet,
+        "findings_csv": csv,
+        "findings_xlsx": xlsx,
+        "summary": write_summary(result, out_dir / "summary.json"),
+        "junit": write_junit(result, out_dir / "junit.xml"),
+    }

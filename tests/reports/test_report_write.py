@@ -1,0 +1,36 @@
+"""write_reports: every output in one folder, and typed errors when it cannot be written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shadowbill.errors import ReportError
+from shadowbill.reconcile.result import ReconciliationResult
+from shadowbill.reports.write import write_reports
+
+
+def test_writes_every_report(passing_result: ReconciliationResult, tmp_path: Path) -> None:
+    paths = write_reports(passing_result, tmp_path / "out")
+    assert sorted(p.name for p in paths.values()) == [
+        "findings.csv",
+        "findings.parquet",
+        "findings.xlsx",
+        "junit.xml",
+        "report.html",
+        "summary.json",
+    ]
+    assert all(p.parent == tmp_path / "out" and p.stat().st_size > 0 for p in paths.values())
+    assert json.loads(paths["summary"].read_text())["verdict"]["passed"] is True
+    assert 'href="findings.csv"' in paths["html"].read_text("utf-8")
+
+
+def test_unwritable_folder_is_a_report_error(
+    passing_result: ReconciliationResult, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ReportError, match="cannot create the report folder"):
+        write_reports(passing_result, blocker / "out")
