@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from shadowbill.money import decimal_to_scaled, mul_div_round
 
@@ -59,23 +61,31 @@ def _us(series: pd.Series) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def _arrow(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
+    return pa.array(values.astype("string"), type=pa.string())
+
+
+def positions(values: pd.Series | pd.Index, universe: pa.Array) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 when absent), by Arrow's hash lookup."""
+    found = pc.index_in(_arrow(values), value_set=universe)
+    return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class _Codes:
-    subs: pd.Index
-    items: pd.Index
+    subs: pa.Array
+    items: pa.Array
 
     def sub(self, values: pd.Series) -> np.ndarray:
-        return self.subs.get_indexer(pd.Index(values.astype("string")))
+        return positions(values, self.subs)
 
     def item(self, values: pd.Series) -> np.ndarray:
-        return self.items.get_indexer(pd.Index(values.astype("string").fillna("")))
+        return positions(values, self.items)
 
 
 def _line_table(invoices: pd.DataFrame, lines: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
     """Lines as integer columns: subscription, invoice start, kind, amounts, item, instants."""
-    pos = pd.Index(invoices["invoice_id"].astype("string")).get_indexer(
-        pd.Index(lines["invoice_id"].astype("string"))
-    )
+    pos = positions(lines["invoice_id"], pc.unique(_arrow(invoices["invoice_id"])))
     keep = pos >= 0
     lines, pos = lines[keep], pos[keep]
     inv_sub = codes.sub(invoices["subscription_id"])
@@ -281,21 +291,18 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
     inv_l0, lines_l0 = sides.legacy
     inv_l1, lines_l1 = sides.legacy_new_rules
     inv_n, lines_n = sides.new
-    subs = pd.Index(
-        pd.concat([inv_l0["subscription_id"], inv_n["subscription_id"]]).astype("string").unique()
-    )
-    items = pd.Index(
-        pd.concat(
-            [
-                lineage["legacy_item_id"],
-                lineage["new_item_id"],
-                lines_l0["item_id"],
-                lines_n["item_id"],
-            ]
-        )
-        .astype("string")
-        .dropna()
-        .unique()
+    subs = pc.unique(_arrow(pd.concat([inv_l0["subscription_id"], inv_n["subscription_id"]])))
+    items = pc.unique(
+        _arrow(
+            pd.concat(
+                [
+                    lineage["legacy_item_id"],
+                    lineage["new_item_id"],
+                    lines_l0["item_id"],
+                    lines_n["item_id"],
+                ]
+            )
+        ).drop_null()
     )
     codes = _Codes(subs, items)
     l0 = _line_table(inv_l0, lines_l0, codes)
