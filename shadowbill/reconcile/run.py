@@ -13,14 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from shadowbill.mappings.catalog import Catalog
 from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.plan_diff import plan_diff
 from shadowbill.mappings.policy import Policy, load_policy
 from shadowbill.mappings.rollout import Rollout, load_rollout, target_price_catalog
 from shadowbill.mappings.translate import translate
 from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
-from shadowbill.reconcile.compare_b import CAUSE_ORDER, Sides, attribute_invoices
+from shadowbill.reconcile.compare_b import CAUSE_ORDER, Sides, attribute_invoices, positions
 from shadowbill.reconcile.gate import evaluate_gate
 from shadowbill.reconcile.line_match import invoice_key
 from shadowbill.reconcile.periods import add_months
@@ -62,19 +65,22 @@ class Options:
     diff_customers: int = 60  # of those, customers with a structured legacy-vs-new diff
 
 
+def _member(values: pd.Series, universe: pa.Array) -> np.ndarray:
+    return positions(values, universe) >= 0
+
+
 def _restrict(snapshot: Snapshot, subscription_ids: pd.Series) -> Snapshot:
-    ids = pd.Index(subscription_ids.unique())
+    """The snapshot's rows of these subscriptions only (customers and tax rates kept whole)."""
+    ids = pc.unique(pa.array(subscription_ids.astype("string"), type=pa.string()))
     tables = {}
     for name, frame in snapshot.tables.items():
         if "subscription_id" in frame.columns:
-            tables[name] = frame[frame["subscription_id"].isin(ids)]
-        elif name == "invoice_lines":
-            continue
-        else:
+            tables[name] = frame[_member(frame["subscription_id"], ids)]
+        elif name != "invoice_lines":
             tables[name] = frame
-    invoice_ids = tables["invoices"]["invoice_id"]
+    invoice_ids = pa.array(tables["invoices"]["invoice_id"].astype("string"), type=pa.string())
     lines = snapshot["invoice_lines"]
-    tables["invoice_lines"] = lines[lines["invoice_id"].isin(invoice_ids)]
+    tables["invoice_lines"] = lines[_member(lines["invoice_id"], invoice_ids)]
     return Snapshot(tables, snapshot.quarantine, snapshot.manifest)
 
 
@@ -298,6 +304,28 @@ def _diffs(plan: Plan, snapshot: Snapshot, chosen: pd.Index) -> dict[str, object
     return {sid: plan_diff(small_plan, small_snapshot, sid) for sid in ids}
 
 
+def _reprice_protected(
+    priced: PricedInvoices,
+    snapshot: Snapshot,
+    extra: pd.DataFrame,
+    catalog: Catalog,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp,
+) -> PricedInvoices:
+    """Price again only the subscriptions that received a protection coupon."""
+    if extra.empty:
+        return priced
+    ids = extra["subscription_id"].unique()
+    again = price(_restrict(snapshot, pd.Series(ids)), catalog, start, end)
+    keep_inv = ~priced.invoices["subscription_id"].isin(ids)
+    keep_lines = priced.lines["invoice_id"].isin(priced.invoices.loc[keep_inv, "invoice_id"])
+    return PricedInvoices(
+        pd.concat([priced.invoices[keep_inv], again.invoices], ignore_index=True),
+        pd.concat([priced.lines[keep_lines], again.lines], ignore_index=True),
+        pd.concat([priced.errors, again.errors], ignore_index=True).drop_duplicates(),
+    )
+
+
 def reconcile_phase(
     snapshot: Snapshot,
     rollout: Rollout,
@@ -321,7 +349,7 @@ def reconcile_phase(
     l1 = price(legacy_proj, legacy_catalog.model_copy(update={"engine": target.engine}), start, end)
     n0 = price(new_proj, target, start, end)
     extra = protection_discounts(plan.protections, l0.invoices, n0.invoices)
-    n = price(with_discounts(new_proj, extra), target, start, end) if len(extra) else n0
+    n = _reprice_protected(n0, with_discounts(new_proj, extra), extra, target, start, end)
 
     # A: the issued legacy invoices of the cohort against the legacy catalog.
     cohort_snap = _restrict(snapshot, cohort_ids)
