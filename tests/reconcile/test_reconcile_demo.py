@@ -125,3 +125,25 @@ def test_check_exit_codes(demo: tuple[Path, Path], tmp_path: Path) -> None:
     unusable = CliRunner().invoke(main, [*args, "--policy", str(bad)])
     assert unusable.exit_code == 2
     assert "bad.yaml:1" in unusable.output and "max_unexplained" in unusable.output
+
+
+GOLDEN = Path(__file__).parent / "golden" / "demo_phase2_summary.json"
+
+
+def test_summary_matches_the_golden_file(result: ReconciliationResult) -> None:
+    """The demo company's phase-2 summary, to the minor unit; regenerate on purpose only."""
+    import json
+    import os
+
+    from shadowbill.reports.summary import build_summary
+
+    summary = build_summary(result)
+    fingerprints = summary.pop("fingerprints")
+    assert set(fingerprints) == {"snapshot", "legacy_catalog", "new_catalog", "rollout", "policy"}
+    assert all(len(v) == 64 for v in fingerprints.values())
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), (
+        "summary changed; if intended, rerun with SHADOWBILL_UPDATE_GOLDEN=1"
+    )
