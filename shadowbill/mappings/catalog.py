@@ -20,7 +20,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from shadowbill.errors import CatalogError, PricingError
-from shadowbill.mappings.yaml_source import KeyPath, format_key, load_yaml, validate
+from shadowbill.mappings.yaml_source import (
+    KeyPath,
+    format_key,
+    load_yaml,
+    problems_message,
+    validate,
+)
 from shadowbill.money import Rounding, is_currency
 
 # ------------------------------------------------------------------ value types ----
@@ -493,12 +499,5 @@ def load_catalog(path: Path | str) -> Catalog:
     shape = validate(doc, CatalogShape, CatalogError)
     problems = catalog_problems(shape)
     if problems:
-        messages = []
-        for key_path, message in problems[:10]:
-            line = doc.line_of(key_path)
-            where = f"{doc.path}:{line}" if line else str(doc.path)
-            messages.append(f"{where}: {format_key(key_path)}: {message}")
-        if len(problems) > 10:
-            messages.append(f"... and {len(problems) - 10} more")
-        raise CatalogError("; ".join(messages))
+        raise CatalogError(problems_message(doc, problems))
     return Catalog.model_validate(shape.model_dump())

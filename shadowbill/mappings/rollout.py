@@ -32,7 +32,14 @@ from pydantic import (
 from shadowbill.errors import CatalogError, RolloutError
 from shadowbill.mappings.catalog import Catalog, load_catalog
 from shadowbill.mappings.quantity_formula import parse_formula
-from shadowbill.mappings.yaml_source import KeyPath, YamlDocument, format_key, load_yaml, validate
+from shadowbill.mappings.yaml_source import (
+    KeyPath,
+    YamlDocument,
+    format_key,
+    load_yaml,
+    problems_message,
+    validate,
+)
 from shadowbill.money import is_currency
 
 # ------------------------------------------------------------------ value types ----
@@ -428,17 +435,6 @@ class Rollout:
         raise RolloutError(f"{self.path}: no rule {rule_id!r}")
 
 
-def _problems_message(doc: YamlDocument, problems: list[tuple[KeyPath, str]]) -> str:
-    messages = []
-    for key_path, message in problems[:10]:
-        line = doc.line_of(key_path)
-        where = f"{doc.path}:{line}" if line else str(doc.path)
-        messages.append(f"{where}: {format_key(key_path)}: {message}")
-    if len(problems) > 10:
-        messages.append(f"... and {len(problems) - 10} more")
-    return "; ".join(messages)
-
-
 def _load_catalog(doc: YamlDocument, which: str, relative: str) -> tuple[Catalog, Path]:
     path = (doc.path.parent / relative).resolve()
     try:
@@ -469,7 +465,7 @@ def load_rollout(
         catalogs = Catalogs(legacy, new)
     problems = reference_problems(spec, catalogs)
     if problems:
-        raise RolloutError(_problems_message(doc, problems))
+        raise RolloutError(problems_message(doc, problems))
     shadows = shadowed(spec, catalogs)
     warnings = []
     for key_path, message in shadows:

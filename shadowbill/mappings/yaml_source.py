@@ -89,6 +89,18 @@ def format_key(key_path: KeyPath) -> str:
     return out or "(top level)"
 
 
+def problems_message(doc: YamlDocument, problems: list[tuple[KeyPath, str]]) -> str:
+    """One line listing up to ten problems, each as ``file:line: key: message``."""
+    messages = []
+    for key_path, message in problems[:10]:
+        line = doc.line_of(key_path)
+        where = f"{doc.path}:{line}" if line else str(doc.path)
+        messages.append(f"{where}: {format_key(key_path)}: {message}")
+    if len(problems) > 10:
+        messages.append(f"... and {len(problems) - 10} more")
+    return "; ".join(messages)
+
+
 def validate(doc: YamlDocument, model: type[M], error: type[InputError] = InputError) -> M:
     """Validate a document against a pydantic model; the error names file, line and key."""
     try:
