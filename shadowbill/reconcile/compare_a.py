@@ -16,7 +16,9 @@ from shadowbill.reconcile.line_match import invoice_key, keyed_lines, match_line
 _INVOICE_ON = ["subscription_id", "period_start"]
 
 
-def _line_findings(expected: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
+def _line_findings(
+    expected: pd.DataFrame, actual: pd.DataFrame, comparison: str, who: str
+) -> pd.DataFrame:
     m = match_lines(expected, actual)
     amount_exp = m["amount_exp"].astype("Int64").fillna(0)
     amount_act = m["amount_act"].astype("Int64").fillna(0)
@@ -62,21 +64,22 @@ def _line_findings(expected: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame
             cause == "price_change",
         ],
         [
-            "legacy billed a line the catalog does not produce: " + what,
-            "legacy did not bill " + what,
-            "legacy rounded " + what + " differently by one minor unit",
-            "legacy billed "
+            who + " billed a line the model does not produce: " + what,
+            who + " did not bill " + what,
+            who + " rounded " + what + " differently by one minor unit",
+            who
+            + " billed "
             + what
             + " at "
             + m["unit_amount_decimal_act"].astype("string").fillna("?")
-            + " per unit; the catalog price is "
+            + " per unit; the model's price is "
             + m["unit_amount_decimal_exp"].astype("string").fillna("?"),
         ],
-        default="legacy amount of " + what + " differs from the catalog",
+        default=who + " amount of " + what + " differs from the model",
     )
     out = pd.DataFrame(
         {
-            "comparison": "A",
+            "comparison": comparison,
             "level": "line",
             "customer_id": customer.astype("string"),
             "subscription_id": m["subscription_id"].astype("string"),
@@ -114,8 +117,31 @@ def compare_legacy_drift(
     expected_lines: pd.DataFrame,
 ) -> pd.DataFrame:
     """Findings of comparison A at line and invoice level (only where the sides differ)."""
+    return compare_invoice_sets(
+        expected_invoices,
+        expected_lines,
+        actual_invoices,
+        actual_lines,
+        comparison="A",
+        who="legacy",
+    )
+
+
+def compare_invoice_sets(
+    expected_invoices: pd.DataFrame,
+    expected_lines: pd.DataFrame,
+    actual_invoices: pd.DataFrame,
+    actual_lines: pd.DataFrame,
+    *,
+    comparison: str,
+    who: str,
+) -> pd.DataFrame:
+    """Line and invoice findings where ``who``'s invoices differ from the model's, with causes."""
     lines = _line_findings(
-        keyed_lines(expected_invoices, expected_lines), keyed_lines(actual_invoices, actual_lines)
+        keyed_lines(expected_invoices, expected_lines),
+        keyed_lines(actual_invoices, actual_lines),
+        comparison,
+        who,
     )
 
     cols = [
@@ -182,10 +208,10 @@ def compare_legacy_drift(
     fallback_text = np.select(
         [inv["_merge"] == "left_only", inv["_merge"] == "right_only"],
         [
-            "legacy never issued this invoice",
-            "legacy issued an invoice the catalog does not produce",
+            who + " has no such invoice",
+            who + " has an invoice the model does not produce",
         ],
-        default="legacy discount or tax differs from the catalog's",
+        default=who + " discount or tax differs from the model's",
     )
     n_more = inv["n_lines"].fillna(0).astype(int) - 1
     more = np.where(n_more > 0, " (+" + n_more.astype(str) + " more line differences)", "")
@@ -194,7 +220,7 @@ def compare_legacy_drift(
     ) + pd.Series(more, index=inv.index, dtype="string")
     invoices = pd.DataFrame(
         {
-            "comparison": "A",
+            "comparison": comparison,
             "level": "invoice",
             "customer_id": inv["customer_id_exp"].fillna(inv["customer_id_act"]).astype("string"),
             "subscription_id": inv["subscription_id"].astype("string"),

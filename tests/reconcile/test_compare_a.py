@@ -116,3 +116,18 @@ def test_invoice_missing_on_one_side() -> None:
     assert inv["subscription_id"].tolist() == ["b"]
     assert inv["cause"].tolist() == ["missing_line"]
     assert int(inv["delta"].iloc[0]) == -99000
+
+
+def test_comparison_c_names_the_targets_differences() -> None:
+    from shadowbill.reconcile.compare_c import compare_cutover
+
+    model = _frames([_invoice("m1", "sub1", [SEATS, ADDON, SMS]), _invoice("m2", "sub2", [SEATS])])
+    preview = _frames([_invoice("p1", "sub1", [SEATS, SMS]), _invoice("p2", "sub2", [SEATS])])
+    found = compare_cutover(*model, *preview)
+    assert set(found["comparison"]) == {"C"}
+    inv = found[found["level"] == "invoice"]
+    assert inv["subscription_id"].tolist() == ["sub1"]
+    assert inv["cause"].tolist() == ["missing_line"]
+    assert int(inv["delta"].iloc[0]) == -4900
+    assert "the target's preview did not bill" in inv["explanation"].iloc[0]
+    assert compare_cutover(*model, *model).empty
