@@ -96,7 +96,44 @@ def _window(
     return (None if pd.isna(start) else pd.Timestamp(start)), end
 
 
-def _b_findings(attributed: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+def _severity(cause: pd.Series, delta: pd.Series, policy: Policy) -> np.ndarray:
+    """Unexplained is an error; a difference above the policy's materiality a warning."""
+    material = (delta.abs() > policy.materiality.absolute).to_numpy(dtype=bool)
+    return np.where(cause == "unexplained", "error", np.where(material, "warning", "info"))
+
+
+def _customer_findings(
+    waterfall: pd.DataFrame, customers: pd.DataFrame, policy: Policy
+) -> pd.DataFrame:
+    """Comparison B per customer and cause: the waterfall's steps as findings."""
+    steps = waterfall[waterfall["cause"].isin(CAUSE_ORDER)]
+    totals = customers[customers["status"] == "mapped"].set_index(["customer_id", "currency"])
+    key = pd.MultiIndex.from_frame(steps[["customer_id", "currency"]])
+    frame = pd.DataFrame(
+        {
+            "comparison": "B",
+            "level": "customer",
+            "customer_id": steps["customer_id"].to_numpy(),
+            "subscription_id": pd.NA,
+            "invoice_key": pd.NA,
+            "period_start": pd.Series(pd.NaT, index=range(len(steps)), dtype="datetime64[us, UTC]"),
+            "period_end": pd.Series(pd.NaT, index=range(len(steps)), dtype="datetime64[us, UTC]"),
+            "line_key": pd.NA,
+            "price_id": pd.NA,
+            "currency": steps["currency"].to_numpy(),
+            "expected": totals["legacy_total"].reindex(key).to_numpy(),
+            "actual": totals["new_total"].reindex(key).to_numpy(),
+            "delta": steps["amount"].to_numpy(),
+            "cause": steps["cause"].to_numpy(),
+            "explanation": steps["explanation"].to_numpy(),
+        }
+    )
+    frame["severity"] = _severity(frame["cause"], frame["delta"], policy)
+    frame["subscription_id"] = frame["customer_id"]  # keeps finding ids distinct per customer
+    return finish_findings(frame)
+
+
+def _b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.DataFrame:
     long = attributed.drop(columns=["delta"]).melt(
         id_vars=[
             "subscription_id",
@@ -146,7 +183,7 @@ def _b_findings(attributed: pd.DataFrame, plan: Plan) -> pd.DataFrame:
             "explanation": text,
         }
     )
-    frame["severity"] = np.where(frame["cause"] == "unexplained", "error", "info")
+    frame["severity"] = _severity(frame["cause"], frame["delta"], policy)
     return finish_findings(frame)
 
 
@@ -369,14 +406,17 @@ def reconcile_phase(
     attributed = attribute_invoices(
         Sides((l0.invoices, l0.lines), (l1.invoices, l1.lines), (n.invoices, n.lines)), plan.lineage
     )
-    findings_b = _b_findings(attributed, plan)
-    findings = pd.concat(
-        [findings_a.drop(columns=["actual_invoice_id"], errors="ignore"), findings_b],
-        ignore_index=True,
-    )
-
     drift = findings_a[findings_a["level"] == "invoice"] if len(findings_a) else findings_a
     customers = _customers(snapshot, plan, attributed, drift)
+    waterfall = _waterfall(attributed)
+    findings = pd.concat(
+        [
+            findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
+            _b_findings(attributed, plan, policy),
+            _customer_findings(waterfall, customers, policy),
+        ],
+        ignore_index=True,
+    )
     verdict = evaluate_gate(policy, phase, findings, customers, plan.unmapped)
     chosen = _detail_customers(customers, findings, options.detail_customers)
     diffs = _diffs(plan, snapshot, chosen[: options.diff_customers])
@@ -388,7 +428,7 @@ def reconcile_phase(
         generated_at=pd.Timestamp(plan.as_of),
         findings=findings,
         customers=customers,
-        waterfall=_waterfall(attributed),
+        waterfall=waterfall,
         monthly=_monthly(legacy_snap["invoices"], l0.invoices, n.invoices),
         plan_moves=_plan_moves(customers),
         lines=_detail_lines(chosen, snapshot, l0, n, start),
