@@ -371,14 +371,13 @@ def mul_div_round(
 
 def decimal_to_scaled(values: Sequence[object], scale: int) -> IntArray:
     """Turn decimal strings into integers scaled by ``10**scale``, exactly (error if inexact)."""
-    out = np.empty(len(values), dtype=np.int64)
-    cache: dict[str, int] = {}
-    for i, v in enumerate(values):  # per distinct catalog price, not per invoice line
-        key = str(v)
-        if key not in cache:
-            scaled = parse_decimal(key).scaleb(scale)
-            if scaled != scaled.to_integral_value():
-                raise MoneyError(f"{key} has more than {scale} decimal places")
-            cache[key] = int(scaled)
-        out[i] = cache[key]
-    return out
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    distinct, where = np.unique(np.asarray([str(v) for v in values], dtype=str), return_inverse=True)
+    scaled = np.empty(len(distinct), dtype=np.int64)
+    for i, key in enumerate(distinct):  # per distinct price, not per invoice line
+        exact = parse_decimal(str(key)).scaleb(scale)
+        if exact != exact.to_integral_value():
+            raise MoneyError(f"{key} has more than {scale} decimal places")
+        scaled[i] = int(exact)
+    return scaled[where.reshape(-1)]
