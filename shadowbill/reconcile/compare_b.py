@@ -83,27 +83,31 @@ class _Codes:
         return positions(values, self.items)
 
 
-def _line_table(invoices: pd.DataFrame, lines: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
-    """Lines as integer columns: subscription, invoice start, kind, amounts, item, instants."""
-    pos = positions(lines["invoice_id"], pc.unique(_arrow(invoices["invoice_id"])))
-    keep = pos >= 0
-    lines, pos = lines[keep], pos[keep]
-    inv_sub = codes.sub(invoices["subscription_id"])
-    inv_start = _us(invoices["period_start"])
-    kind = lines["kind"].astype("string").to_numpy(dtype=object)
+_KINDS = pa.array([*_CHARGES, "discount", "tax"])
+KIND = {name: code for code, name in enumerate(_KINDS.to_pylist())}
+
+
+def _line_table(
+    lines: pd.DataFrame, keys: pa.Array, sub_of: np.ndarray, start_of: np.ndarray, codes: _Codes
+) -> pd.DataFrame:
+    """Lines as integer columns: invoice code, subscription, start, kind, amounts, item, instants."""
+    inv = positions(lines["invoice_key"], keys)
+    keep = inv >= 0
+    lines, inv = lines[keep], inv[keep]
     out = pd.DataFrame(
         {
-            "sub": inv_sub[pos],
-            "start": inv_start[pos],
-            "kind": pd.Categorical(kind, categories=[*_CHARGES, "discount", "tax"]),
+            "inv": inv,
+            "sub": sub_of[inv],
+            "start": start_of[inv],
+            "kind": positions(lines["kind"], _KINDS),
             "amount": lines["amount"].astype("int64").to_numpy(),
             "quantity": lines["quantity"].astype("Int64").fillna(0).astype("int64").to_numpy(),
             "item": codes.item(lines["item_id"]),
             "line_start": _us(lines["period_start"]),
         }
     )
-    out["unit"] = lines["unit_amount_decimal"].astype("string").to_numpy()
-    discount = (out["kind"] == "discount").to_numpy()
+    out["unit"] = lines["unit_amount_decimal"].astype("string").array
+    discount = (out["kind"] == KIND["discount"]).to_numpy()
     disc_id = np.full(len(out), "", dtype=object)
     disc_id[discount] = (
         lines.loc[discount, "line_id"].astype("string").str.rsplit("/", n=1).str[-1].to_numpy()
@@ -112,10 +116,17 @@ def _line_table(invoices: pd.DataFrame, lines: pd.DataFrame, codes: _Codes) -> p
     return out
 
 
+def _sum(codes: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per code."""
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, codes, values)
+    return out
+
+
 def _instant(lines: pd.DataFrame) -> np.ndarray:
     """Which state of the item history a line bills: credits bill the state before."""
     at = lines["start"].to_numpy().copy()
-    prorate = (lines["kind"] == "proration").to_numpy()
+    prorate = (lines["kind"] == KIND["proration"]).to_numpy()
     at[prorate] = lines["line_start"].to_numpy()[prorate]
     credit = prorate & (lines["amount"].to_numpy() < 0)
     at[credit] -= 1
@@ -142,10 +153,13 @@ def _lookup(lines: pd.DataFrame, lineage: pd.DataFrame, item_col: str) -> pd.Dat
     return joined[inside]
 
 
-def _groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> pd.DataFrame:
-    """Per invoice: price, quantity, removal and new-usage parts of the charge lines."""
-    leg = legacy[legacy["kind"].isin(_CHARGES)].reset_index(drop=True)
-    nw = new[new["kind"].isin(_CHARGES)].reset_index(drop=True)
+def _groups(
+    legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame, size: int
+) -> dict[str, np.ndarray]:
+    """Per invoice code: price, quantity, removal and new-usage parts of the charge lines."""
+    charge = [KIND[k] for k in _CHARGES]
+    leg = legacy[legacy["kind"].isin(charge)].reset_index(drop=True)
+    nw = new[new["kind"].isin(charge)].reset_index(drop=True)
 
     # legacy line -> its primary successor (the first new item its row maps to)
     hits = _lookup(leg, lineage.rename(columns={"new_item": "other"}), "legacy_item")
@@ -166,15 +180,17 @@ def _groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> p
     nw["group"] = nw["item"]
     added = nw[~has_source & ntraced]
 
+    # one int64 key per (invoice, new item)
+    width = int(max(leg["group"].max() if len(leg) else 0, nw["group"].max() if len(nw) else 0)) + 2
+
     def agg(frame: pd.DataFrame) -> pd.DataFrame:
-        usage = (frame["kind"] == "usage").to_numpy()
-        rec = (frame["kind"] == "recurring").to_numpy()
+        kind = frame["kind"].to_numpy()
+        usage = kind == KIND["usage"]
+        rec = kind == KIND["recurring"]
         amount = frame["amount"].to_numpy()
         f = pd.DataFrame(
             {
-                "sub": frame["sub"].to_numpy(),
-                "start": frame["start"].to_numpy(),
-                "group": frame["group"].to_numpy(),
+                "key": frame["inv"].to_numpy() * width + frame["group"].to_numpy() + 1,
                 "amount": amount,
                 "usage": usage.astype(np.int64),
                 "usage_amount": np.where(usage, amount, 0),
@@ -182,7 +198,7 @@ def _groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> p
                 "rec_amount": np.where(rec, amount, 0),
             }
         )
-        return f.groupby(["sub", "start", "group"], sort=False).agg(
+        return f.groupby("key", sort=False).agg(
             amount=("amount", "sum"),
             usage=("usage", "max"),
             usage_amount=("usage_amount", "sum"),
@@ -190,84 +206,70 @@ def _groups(legacy: pd.DataFrame, new: pd.DataFrame, lineage: pd.DataFrame) -> p
             rec_amount=("rec_amount", "sum"),
         )
 
-    g = (
-        agg(leg[group >= 0])
-        .add_prefix("l_")
-        .join(agg(nw[has_source]).add_prefix("n_"), how="outer")
-        .fillna(0)
-    )
+    src = nw[has_source]
+    g = agg(leg[group >= 0]).add_prefix("l_").join(agg(src).add_prefix("n_"), how="outer").fillna(0)
     g = g.astype("int64")
     # the new side's unit price per group, to price the legacy quantity
-    rec = nw[has_source & (nw["kind"] == "recurring").to_numpy() & nw["unit"].notna().to_numpy()]
-    units = rec.groupby(["sub", "start", "group"], sort=False)["unit"].agg(["first", "nunique"])
+    rec = src[(src["kind"] == KIND["recurring"]).to_numpy() & src["unit"].notna().to_numpy()]
+    rec_key = rec["inv"].to_numpy() * width + rec["group"].to_numpy() + 1
+    units = rec.assign(key=rec_key).groupby("key", sort=False)["unit"].agg(["first", "nunique"])
     single_unit = units.loc[units["nunique"] == 1, "first"]
-    g["n_unit"] = single_unit.reindex(g.index)
+    n_unit = single_unit.reindex(g.index)
 
     l_amount, n_amount = g["l_amount"].to_numpy(), g["n_amount"].to_numpy()
     l_usage, n_usage = g["l_usage_amount"].to_numpy(), g["n_usage_amount"].to_numpy()
     metered = (g["n_usage"].to_numpy() > 0) & (n_amount == n_usage)
     legacy_metered = g["l_usage"].to_numpy() > 0
     qty_part = np.zeros(len(g), dtype=np.int64)
-    has_unit = g["n_unit"].notna().to_numpy() & ~metered
+    has_unit = n_unit.notna().to_numpy() & ~metered
     if has_unit.any():
         scale = 12
-        scaled = decimal_to_scaled(g.loc[has_unit, "n_unit"].astype(str).tolist(), scale)
+        scaled = decimal_to_scaled(n_unit[has_unit].astype(str).tolist(), scale)
         at_legacy_qty = mul_div_round(
             g["l_rec_qty"].to_numpy()[has_unit], scaled, 10**scale, "half_up"
         )
         qty_part[has_unit] = g["n_rec_amount"].to_numpy()[has_unit] - at_legacy_qty
-    parts = (
-        pd.DataFrame(
-            {
-                "removed_item": np.where(metered, -(l_amount - l_usage), 0),
-                "new_usage_charge": np.where(metered & ~legacy_metered, n_amount, 0),
-                "price_change": np.where(
-                    metered,
-                    np.where(legacy_metered, n_amount - l_usage, 0),
-                    n_amount - l_amount - qty_part,
-                ),
-                "quantity_transform": qty_part,
-            },
-            index=g.index,
-        )
-        .groupby(level=["sub", "start"])
-        .sum()
+    inv = g.index.to_numpy() // width
+    out = {
+        "removed_item": _sum(inv, np.where(metered, -(l_amount - l_usage), 0), size),
+        "new_usage_charge": _sum(inv, np.where(metered & ~legacy_metered, n_amount, 0), size),
+        "price_change": _sum(
+            inv,
+            np.where(
+                metered,
+                np.where(legacy_metered, n_amount - l_usage, 0),
+                n_amount - l_amount - qty_part,
+            ),
+            size,
+        ),
+        "quantity_transform": _sum(inv, qty_part, size),
+    }
+    out["removed_item"] -= _sum(removed["inv"].to_numpy(), removed["amount"].to_numpy(), size)
+    usage = (added["kind"] == KIND["usage"]).to_numpy()
+    out["new_usage_charge"] += _sum(
+        added["inv"].to_numpy()[usage], added["amount"].to_numpy()[usage], size
     )
-
-    def by_invoice(frame: pd.DataFrame, mask: np.ndarray | None = None) -> pd.Series:
-        f: pd.DataFrame = frame if mask is None else frame[mask]
-        return f.groupby(["sub", "start"], sort=False)["amount"].sum()
-
-    extra = pd.concat(
-        [
-            -by_invoice(removed).rename("removed_item"),
-            by_invoice(added, (added["kind"] == "usage").to_numpy()).rename("new_usage_charge"),
-            by_invoice(added, (added["kind"] != "usage").to_numpy()).rename("price_change"),
-        ],
-        axis=1,
-    ).fillna(0)
-    return parts.add(extra, fill_value=0)
+    out["price_change"] += _sum(
+        added["inv"].to_numpy()[~usage], added["amount"].to_numpy()[~usage], size
+    )
+    return out
 
 
-def _discounts(legacy: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    cols = ["sub", "start", "discount_id", "amount"]
-    leg = legacy.loc[(legacy["kind"] == "discount").to_numpy(), cols]
-    nw = new.loc[(new["kind"] == "discount").to_numpy(), cols]
-    both = leg.merge(nw, on=["sub", "start", "discount_id"], how="outer", suffixes=("_l", "_n"))
+def _discounts(legacy: pd.DataFrame, new: pd.DataFrame, size: int) -> dict[str, np.ndarray]:
+    cols = ["inv", "discount_id", "amount"]
+    leg = legacy.loc[(legacy["kind"] == KIND["discount"]).to_numpy(), cols]
+    nw = new.loc[(new["kind"] == KIND["discount"]).to_numpy(), cols]
+    both = leg.merge(nw, on=["inv", "discount_id"], how="outer", suffixes=("_l", "_n"))
     l_amt = both["amount_l"].fillna(0).to_numpy(dtype=np.int64)
     n_amt = both["amount_n"].fillna(0).to_numpy(dtype=np.int64)
     protection = both["discount_id"].astype(str).str.startswith(PROTECTION_PREFIX).to_numpy()
     lost = both["amount_n"].isna().to_numpy() & ~protection
-    out = pd.DataFrame(
-        {
-            "sub": both["sub"].to_numpy(),
-            "start": both["start"].to_numpy(),
-            "price_protection": np.where(protection, n_amt - l_amt, 0),
-            "discount_lost": np.where(lost, -l_amt, 0),
-            "discount_carried": np.where(~protection & ~lost, n_amt - l_amt, 0),
-        }
-    )
-    return out.groupby(["sub", "start"], sort=False).sum()
+    inv = both["inv"].to_numpy()
+    return {
+        "price_protection": _sum(inv, np.where(protection, n_amt - l_amt, 0), size),
+        "discount_lost": _sum(inv, np.where(lost, -l_amt, 0), size),
+        "discount_carried": _sum(inv, np.where(~protection & ~lost, n_amt - l_amt, 0), size),
+    }
 
 
 def _coded_lineage(lineage: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
@@ -305,59 +307,57 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
         ).drop_null()
     )
     codes = _Codes(subs, items)
-    l0 = _line_table(inv_l0, lines_l0, codes)
-    l1 = _line_table(inv_l1, lines_l1, codes)
-    nw = _line_table(inv_n, lines_n, codes)
-    coded_lineage = _coded_lineage(lineage, codes)
+    # every invoice of either model gets a code: its position in ``keys``
+    both = pd.concat(
+        [
+            inv_n[["invoice_key", "subscription_id", "period_start"]],
+            inv_l0[["invoice_key", "subscription_id", "period_start"]],
+        ],
+        ignore_index=True,
+    )
+    first = ~both["invoice_key"].duplicated().to_numpy()
+    both = both[first].reset_index(drop=True)
+    keys = _arrow(both["invoice_key"])
+    size = len(both)
+    sub_of = codes.sub(both["subscription_id"])
+    start_of = _us(both["period_start"])
+    l0 = _line_table(lines_l0, keys, sub_of, start_of, codes)
+    l1 = _line_table(lines_l1, keys, sub_of, start_of, codes)
+    nw = _line_table(lines_n, keys, sub_of, start_of, codes)
 
-    def heads(invoices: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "sub": codes.sub(invoices["subscription_id"]),
-                "start": _us(invoices["period_start"]),
-                "row": np.arange(len(invoices)),
-                "total": invoices["total"].astype("int64").to_numpy(),
-            }
-        ).set_index(_KEY)
-
-    h0, h1, hn = heads(inv_l0), heads(inv_l1), heads(inv_n)
-    frame = pd.DataFrame(index=h0.index.union(hn.index))
-    frame["legacy_total"] = h0["total"].reindex(frame.index).fillna(0).astype("int64")
-    frame["legacy_new_rules_total"] = h1["total"].reindex(frame.index).fillna(0).astype("int64")
-    frame["new_total"] = hn["total"].reindex(frame.index).fillna(0).astype("int64")
-
-    def total(lines: pd.DataFrame, kind: str) -> pd.Series:
-        picked = lines[(lines["kind"] == kind).to_numpy()]
-        return (
-            picked.groupby(["sub", "start"], sort=False)["amount"]
-            .sum()
-            .reindex(frame.index)
-            .fillna(0)
+    def totals(invoices: pd.DataFrame) -> np.ndarray:
+        return _sum(
+            positions(invoices["invoice_key"], keys),
+            invoices["total"].astype("int64").to_numpy(),
+            size,
         )
 
-    engine = frame["legacy_new_rules_total"] - frame["legacy_total"]
-    frame["proration_method"] = (total(l1, "proration") - total(l0, "proration")).astype("int64")
-    frame["rounding"] = (engine - frame["proration_method"]).astype("int64")
-    frame = frame.join(_groups(l1, nw, coded_lineage), how="left")
-    frame = frame.join(_discounts(l1, nw), how="left")
-    frame["tax"] = total(nw, "tax") - total(l1, "tax")
-    for cause in CAUSE_ORDER[:-1]:
-        frame[cause] = frame[cause].fillna(0).astype("int64")
-    frame["delta"] = frame["new_total"] - frame["legacy_total"]
-    frame["unexplained"] = (frame["delta"] - frame[list(CAUSE_ORDER[:-1])].sum(axis=1)).astype(
-        "int64"
-    )
+    def kind_sum(lines: pd.DataFrame, kind: str) -> np.ndarray:
+        picked = lines[(lines["kind"] == KIND[kind]).to_numpy()]
+        return _sum(picked["inv"].to_numpy(), picked["amount"].to_numpy(), size)
 
-    # back from codes to the invoices' own columns
-    frame = frame.reset_index()
-    in_new = hn["row"].reindex(pd.MultiIndex.from_frame(frame[_KEY])).to_numpy()
-    in_legacy = h0["row"].reindex(pd.MultiIndex.from_frame(frame[_KEY])).to_numpy()
-    source_new = ~np.isnan(in_new)
+    legacy_total, legacy_new_rules_total, new_total = totals(inv_l0), totals(inv_l1), totals(inv_n)
+    causes: dict[str, np.ndarray] = {}
+    causes["proration_method"] = kind_sum(l1, "proration") - kind_sum(l0, "proration")
+    causes["rounding"] = legacy_new_rules_total - legacy_total - causes["proration_method"]
+    causes.update(_groups(l1, nw, _coded_lineage(lineage, codes), size))
+    causes.update(_discounts(l1, nw, size))
+    causes["tax"] = kind_sum(nw, "tax") - kind_sum(l1, "tax")
+    delta = new_total - legacy_total
+    explained = np.sum([causes[c] for c in CAUSE_ORDER[:-1]], axis=0)
+    causes["unexplained"] = delta - explained
+
+    # the invoice's own columns, from the new model where it has the invoice
     cols = ["subscription_id", "customer_id", "currency", "period_start", "period_end"]
-    head_new = inv_n[cols].iloc[np.nan_to_num(in_new).astype(np.int64)].reset_index(drop=True)
-    head_legacy = (
-        inv_l0[cols].iloc[np.nan_to_num(in_legacy).astype(np.int64)].reset_index(drop=True)
+    head = pd.concat([inv_n[cols], inv_l0[cols]], ignore_index=True)[first].reset_index(drop=True)
+    out = head.assign(
+        legacy_total=legacy_total,
+        legacy_new_rules_total=legacy_new_rules_total,
+        new_total=new_total,
+        **{c: causes[c] for c in CAUSE_ORDER[:-1]},
+        delta=delta,
+        unexplained=causes["unexplained"],
     )
-    head = head_legacy.where(pd.Series(~source_new), head_new) if len(inv_l0) else head_new
-    out = pd.concat([head, frame.drop(columns=_KEY)], axis=1)
-    return out
+    return out.sort_values(["subscription_id", "period_start"], kind="stable").reset_index(
+        drop=True
+    )
