@@ -133,37 +133,53 @@ def _customer_findings(
     return finish_findings(frame)
 
 
+_DETAIL = {  # the assignment column that completes each cause's sentence
+    "price_change": ("legacy_plan", "new_plan"),
+    "quantity_transform": ("rule_id",),
+    "removed_item": ("dropped_items",),
+    "new_usage_charge": ("new_items",),
+    "discount_lost": ("rule_id",),
+}
+
+
 def _b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.DataFrame:
-    long = attributed.drop(columns=["delta"]).melt(
-        id_vars=[
-            "subscription_id",
-            "customer_id",
-            "currency",
-            "period_start",
-            "period_end",
-            "legacy_total",
-            "new_total",
-        ],
-        value_vars=list(CAUSE_ORDER),
-        var_name="cause",
-        value_name="delta",
+    """Comparison B per invoice and cause: one finding for every non-zero cause amount."""
+    base = [
+        "subscription_id",
+        "customer_id",
+        "currency",
+        "period_start",
+        "period_end",
+        "legacy_total",
+        "new_total",
+    ]
+    assignments = plan.assignments
+    subs = pa.array(assignments["subscription_id"].astype("string"), type=pa.string())
+    parts = []
+    for cause in CAUSE_ORDER:
+        nonzero = attributed[cause].to_numpy() != 0
+        if not nonzero.any():
+            continue
+        part = attributed.loc[nonzero, base].assign(
+            cause=cause, delta=attributed.loc[nonzero, cause]
+        )
+        text = pd.Series(_CAUSE_TEXT[cause], index=part.index, dtype="string")
+        if cause in _DETAIL:
+            at = positions(part["subscription_id"], subs)
+            found = at >= 0
+            words = [
+                assignments[col].astype("string").fillna("").to_numpy()[at]
+                for col in _DETAIL[cause]
+            ]
+            detail = words[0] if len(words) == 1 else words[0] + " -> " + words[1]
+            text = text + pd.Series(np.where(found, detail, ""), index=part.index, dtype="string")
+        parts.append(part.assign(explanation=text))
+    long = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else attributed.loc[[], base].assign(cause="", delta=0, explanation="")
     )
-    long = long[long["delta"] != 0]
-    a = plan.assignments.set_index("subscription_id")
     sub = long["subscription_id"]
-    detail = {
-        "price_change": a["legacy_plan"].reindex(sub).fillna("").to_numpy()
-        + " -> "
-        + a["new_plan"].reindex(sub).fillna("").to_numpy(),
-        "quantity_transform": a["rule_id"].reindex(sub).fillna("").to_numpy(),
-        "removed_item": a["dropped_items"].reindex(sub).fillna("").to_numpy(),
-        "new_usage_charge": a["new_items"].reindex(sub).fillna("").to_numpy(),
-        "discount_lost": a["rule_id"].reindex(sub).fillna("").to_numpy(),
-    }
-    text = long["cause"].map(_CAUSE_TEXT).to_numpy(dtype=object)
-    for cause, values in detail.items():
-        mask = (long["cause"] == cause).to_numpy()
-        text[mask] = text[mask] + values[mask]
     frame = pd.DataFrame(
         {
             "comparison": "B",
@@ -180,7 +196,7 @@ def _b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.Data
             "actual": long["new_total"],
             "delta": long["delta"],
             "cause": long["cause"],
-            "explanation": text,
+            "explanation": long["explanation"],
         }
     )
     frame["severity"] = _severity(frame["cause"], frame["delta"], policy)
