@@ -206,11 +206,15 @@ def _b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.Data
 def _customers(
     snapshot: Snapshot, plan: Plan, attributed: pd.DataFrame, drift: pd.DataFrame
 ) -> pd.DataFrame:
-    per = attributed.groupby(["customer_id", "currency"]).agg(
-        invoices=("period_start", "size"),
-        legacy_total=("legacy_total", "sum"),
-        new_total=("new_total", "sum"),
-        unexplained=("unexplained", lambda s: s.abs().sum()),
+    per = (
+        attributed.assign(unexplained=attributed["unexplained"].abs())
+        .groupby(["customer_id", "currency"])
+        .agg(
+            invoices=("period_start", "size"),
+            legacy_total=("legacy_total", "sum"),
+            new_total=("new_total", "sum"),
+            unexplained=("unexplained", "sum"),
+        )
     )
     per = per.reset_index()
     cust = snapshot["customers"].set_index("customer_id")
