@@ -16,7 +16,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shadowbill.mappings.catalog import Catalog
 from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.plan_diff import plan_diff
 from shadowbill.mappings.policy import Policy, load_policy
@@ -361,28 +360,6 @@ def _diffs(plan: Plan, snapshot: Snapshot, chosen: pd.Index) -> dict[str, object
     return {sid: plan_diff(small_plan, small_snapshot, sid) for sid in ids}
 
 
-def _reprice_protected(
-    priced: PricedInvoices,
-    snapshot: Snapshot,
-    extra: pd.DataFrame,
-    catalog: Catalog,
-    start: pd.Timestamp | None,
-    end: pd.Timestamp,
-) -> PricedInvoices:
-    """Price again only the subscriptions that received a protection coupon."""
-    if extra.empty:
-        return priced
-    ids = extra["subscription_id"].unique()
-    again = price(_restrict(snapshot, pd.Series(ids)), catalog, start, end)
-    keep_inv = ~priced.invoices["subscription_id"].isin(ids)
-    keep_lines = priced.lines["invoice_id"].isin(priced.invoices.loc[keep_inv, "invoice_id"])
-    return PricedInvoices(
-        pd.concat([priced.invoices[keep_inv], again.invoices], ignore_index=True),
-        pd.concat([priced.lines[keep_lines], again.lines], ignore_index=True),
-        pd.concat([priced.errors, again.errors], ignore_index=True).drop_duplicates(),
-    )
-
-
 def reconcile_phase(
     snapshot: Snapshot,
     rollout: Rollout,
@@ -404,9 +381,15 @@ def reconcile_phase(
     target = target_price_catalog(rollout)
     l0 = price(legacy_proj, legacy_catalog, start, end)
     l1 = price(legacy_proj, legacy_catalog.model_copy(update={"engine": target.engine}), start, end)
-    n0 = price(new_proj, target, start, end)
-    extra = protection_discounts(plan.protections, l0.invoices, n0.invoices)
-    n = _reprice_protected(n0, with_discounts(new_proj, extra), extra, target, start, end)
+    # price protection: the protected subscriptions priced once without their coupon
+    protected = plan.protections["subscription_id"]
+    uncapped = (
+        price(_restrict(new_proj, protected), target, start, end).invoices
+        if len(protected)
+        else l0.invoices
+    )
+    extra = protection_discounts(plan.protections, l0.invoices, uncapped)
+    n = price(with_discounts(new_proj, extra), target, start, end)
 
     # A: the issued legacy invoices of the cohort against the legacy catalog.
     cohort_snap = _restrict(snapshot, cohort_ids)
