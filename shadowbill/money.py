@@ -373,7 +373,9 @@ def decimal_to_scaled(values: Sequence[object], scale: int) -> IntArray:
     """Turn decimal strings into integers scaled by ``10**scale``, exactly (error if inexact)."""
     if len(values) == 0:
         return np.empty(0, dtype=np.int64)
-    distinct, where = np.unique(np.asarray([str(v) for v in values], dtype=str), return_inverse=True)
+    distinct, where = np.unique(
+        np.asarray([str(v) for v in values], dtype=str), return_inverse=True
+    )
     scaled = np.empty(len(distinct), dtype=np.int64)
     for i, key in enumerate(distinct):  # per distinct price, not per invoice line
         exact = parse_decimal(str(key)).scaleb(scale)
