@@ -14,6 +14,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shadowbill.reconcile.periods import civil_from_days
+
 IntArray = npt.NDArray[np.int64]
 Text = Any  # an Arrow string array or scalar, or a str literal
 
@@ -156,26 +158,12 @@ def decimals(scaled: IntArray, places: int) -> pa.Array:
     return majors(value, p)
 
 
-def _civil(days: IntArray) -> tuple[IntArray, IntArray, IntArray]:
-    """(year, month, day) of days since 1970-01-01 (H. Hinnant's civil_from_days)."""
-    z = days + 719468
-    era = np.floor_divide(z, 146097)
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    return year, month, day
-
-
 def timestamps_iso(times_us: IntArray) -> pa.Array:
     """UTC times as "2025-03-12T00:00:00Z" (the invoice key's format), built as bytes."""
     seconds = np.asarray(times_us, dtype=np.int64) // SECOND_US
     days = np.floor_divide(seconds, 86_400)
     tod = seconds - days * 86_400
-    year, month, day = _civil(days)
+    year, month, day = civil_from_days(days)
     n = len(seconds)
     rows = np.empty((20, n), dtype=np.uint8)  # one row per character, filled contiguously
     fields = (
