@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from shadowbill import calendar
+
 TS_DTYPE: Final = "datetime64[us, UTC]"
 _MAX_STEPS = 4
 
@@ -24,17 +26,9 @@ def add_months(stamps: pd.Series, months: npt.ArrayLike) -> pd.Series:
     shift = np.broadcast_to(np.asarray(months, dtype=np.int64), (len(stamps),))
     valid = stamps.notna().to_numpy()
     naive = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    safe = np.where(valid, naive, np.datetime64(0, "us"))
-    month = safe.astype("datetime64[M]")
-    day = (safe.astype("datetime64[D]") - month.astype("datetime64[D]")).astype(np.int64)
-    time_of_day = safe - safe.astype("datetime64[D]")
-    target = month + shift.astype("timedelta64[M]")
-    first = target.astype("datetime64[D]")
-    days_in_month = ((target + np.timedelta64(1, "M")).astype("datetime64[D]") - first).astype(
-        np.int64
-    )
-    out = first + np.minimum(day, days_in_month - 1).astype("timedelta64[D]") + time_of_day
-    result = pd.Series(out.astype("datetime64[us]"), index=stamps.index).dt.tz_localize("UTC")
+    us = np.where(valid, naive, np.datetime64(0, "us")).astype(np.int64)
+    moved = calendar.add_months(us, shift).astype("datetime64[us]")
+    result = pd.Series(moved, index=stamps.index).dt.tz_localize("UTC")
     return result.where(valid).astype(TS_DTYPE)
 
 
