@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shadowbill.money import decimal_to_scaled, mul_div_round
+from shadowbill.reconcile.periods import NEVER, OPEN, to_us
 
 PROTECTION_PREFIX = "pp_"
 _CHARGES = ("recurring", "usage", "proration", "one_off")
@@ -54,11 +55,6 @@ class Sides:
     legacy: tuple[pd.DataFrame, pd.DataFrame]  # legacy items, legacy catalog and engine
     legacy_new_rules: tuple[pd.DataFrame, pd.DataFrame]  # legacy items, new engine rules
     new: tuple[pd.DataFrame, pd.DataFrame]  # the plan, the target catalog
-
-
-def _us(series: pd.Series) -> np.ndarray:
-    values = series.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]")
-    return values.astype(np.int64)
 
 
 def _arrow(values: pd.Series | pd.Index) -> pa.Array | pa.ChunkedArray:
@@ -103,7 +99,7 @@ def _line_table(
             "amount": lines["amount"].astype("int64").to_numpy(),
             "quantity": lines["quantity"].astype("Int64").fillna(0).astype("int64").to_numpy(),
             "item": codes.item(lines["item_id"]),
-            "line_start": _us(lines["period_start"]),
+            "line_start": to_us(lines["period_start"], NEVER),
         }
     )
     out["unit"] = lines["unit_amount_decimal"].astype("string").array
@@ -278,12 +274,8 @@ def _coded_lineage(lineage: pd.DataFrame, codes: _Codes) -> pd.DataFrame:
             "sub": codes.sub(lineage["subscription_id"]),
             "legacy_item": codes.item(lineage["legacy_item_id"]),
             "new_item": codes.item(lineage["new_item_id"]),
-            "valid_from": _us(lineage["valid_from"]),
-            "valid_to": np.where(
-                lineage["valid_to"].isna().to_numpy(),
-                np.iinfo(np.int64).max,
-                _us(lineage["valid_to"].fillna(pd.Timestamp(0, tz="UTC"))),
-            ),
+            "valid_from": to_us(lineage["valid_from"], NEVER),
+            "valid_to": to_us(lineage["valid_to"], OPEN),
         }
     )
 
@@ -320,7 +312,7 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
     keys = _arrow(both["invoice_key"])
     size = len(both)
     sub_of = codes.sub(both["subscription_id"])
-    start_of = _us(both["period_start"])
+    start_of = to_us(both["period_start"], NEVER)
     l0 = _line_table(lines_l0, keys, sub_of, start_of, codes)
     l1 = _line_table(lines_l1, keys, sub_of, start_of, codes)
     nw = _line_table(lines_n, keys, sub_of, start_of, codes)

@@ -10,14 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shadowbill.reconcile.periods import add_months, months_between
+from shadowbill.reconcile.periods import NEVER, add_months, months_between, to_us
 from shadowbill.tables import Snapshot
 
 _MONTHS = {"month": 1, "year": 12}
-
-
-def _us(series: pd.Series) -> np.ndarray:
-    return series.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").astype(np.int64)
 
 
 def project_usage(snapshot: Snapshot, until: pd.Timestamp) -> Snapshot:
@@ -42,16 +38,16 @@ def project_usage(snapshot: Snapshot, until: pd.Timestamp) -> Snapshot:
     last, anchor, stop, months = last[keep], anchor[keep], stop[keep], months[keep]
     if last.empty:
         return snapshot
-    anchor_us = _us(anchor)
-    k0 = months_between(anchor_us, _us(last["period_start"])) // months
-    horizon = months_between(anchor_us, _us(stop)) // months
+    anchor_us = to_us(anchor, NEVER)
+    k0 = months_between(anchor_us, to_us(last["period_start"], NEVER)) // months
+    horizon = months_between(anchor_us, to_us(stop, NEVER)) // months
     count = np.maximum(horizon - k0, 0)
     rows = np.repeat(np.arange(len(last)), count)
     step = np.arange(len(rows)) - np.repeat(np.cumsum(count) - count, count) + 1
     k = k0[rows] + step
     start_us = add_months(anchor_us[rows], k * months[rows])
     end_us = add_months(anchor_us[rows], (k + 1) * months[rows])
-    stop_us = _us(stop)[rows]
+    stop_us = to_us(stop, NEVER)[rows]
     valid = end_us <= stop_us
     src = last.iloc[rows[valid]]
     projected = pd.DataFrame(

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from shadowbill.reconcile.result import (
     WATERFALL_COLUMNS,
     ReconciliationResult,
 )
-from shadowbill.snapshot_io import read_snapshot, snapshot_fingerprint
+from shadowbill.snapshot_io import file_sha256, read_snapshot, snapshot_fingerprint
 from shadowbill.tables import Snapshot
 
 _CAUSE_TEXT = {
@@ -460,11 +459,6 @@ def reconcile_phase(
     )
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, for the sign-off block."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def reconcile_files(
     snapshot_dir: Path,
     rollout_path: Path,
@@ -484,7 +478,7 @@ def reconcile_files(
         "rollout": file_sha256(rollout.path),
     }
     if policy_path is not None:
-        fingerprints["policy"] = file_sha256(policy_path)
+        fingerprints["policy"] = file_sha256(Path(policy_path))
     return reconcile_phase(
         snapshot, rollout, phase, policy, fingerprints=fingerprints, options=options
     )
