@@ -1,0 +1,1 @@
+"""The migration ledger: batches, subscription states and the audit log, in any SQLAlchemy database."""

@@ -1,0 +1,1 @@
+"""Migration targets: Stripe through its SDK, Stripe's migration CSV, and JSONL of the operations."""
