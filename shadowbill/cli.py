@@ -6,11 +6,14 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from shadowbill.errors import ShadowbillError
+
+if TYPE_CHECKING:
+    from shadowbill.reconcile.run import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -183,10 +186,48 @@ def _reconcile_options(func: F) -> F:
             show_default=True,
             help="Months priced after the last cut-over.",
         ),
+        click.option(
+            "--partitions",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Cut the estate into this many partitions of whole customers (bounds memory).",
+        ),
+        click.option(
+            "--workers",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Run partitions in this many local worker processes.",
+        ),
+        click.option(
+            "--dask",
+            "dask_address",
+            default=None,
+            metavar="ADDRESS",
+            help="Run partitions on an existing Dask cluster (scheduler address, e.g."
+            " tcp://10.0.0.5:8786); workers must see the snapshot at the same path.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _run_options(
+    projection_months: int, partitions: int, workers: int, dask_address: str | None
+) -> Options:
+    """Run options from the command line; workers or Dask imply at least one partition each."""
+    from shadowbill.reconcile.executors import Executor
+    from shadowbill.reconcile.run import Options
+
+    if (workers > 1 or dask_address) and partitions == 1:
+        partitions = max(workers, 2) * 4  # a few partitions per worker balance the load
+    return Options(
+        projection_months=projection_months,
+        partitions=partitions,
+        executor=Executor(workers=workers, dask_address=dask_address),
+    )
 
 
 @main.command()
@@ -205,20 +246,22 @@ def reconcile(
     phase: int,
     policy_path: Path | None,
     projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
     out_dir: Path,
 ) -> None:
     """Reconcile a rollout phase and write the finance report and findings."""
-    from shadowbill.reconcile.run import Options, reconcile_files
+    from shadowbill.reconcile.progress_bar import partition_progress
+    from shadowbill.reconcile.run import reconcile_files
     from shadowbill.reports.terminal import print_terminal_summary
     from shadowbill.reports.write import write_reports
 
-    result = reconcile_files(
-        snapshot_dir,
-        rollout_path,
-        phase,
-        policy_path,
-        options=Options(projection_months=projection_months),
-    )
+    options = _run_options(projection_months, partitions, workers, dask_address)
+    with partition_progress(sys.stderr.isatty(), executor=options.executor.describe()) as tick:
+        result = reconcile_files(
+            snapshot_dir, rollout_path, phase, policy_path, options=options, progress=tick
+        )
     written = write_reports(result, out_dir)
     print_terminal_summary(result)
     for name, path in written.items():
@@ -248,21 +291,27 @@ def check(
     phase: int,
     policy_path: Path | None,
     projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
     junit_path: Path | None,
     json_path: Path | None,
 ) -> None:
     """Gate a rollout phase for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input."""
-    from shadowbill.reconcile.run import Options, reconcile_files
+    from dataclasses import replace
+
+    from shadowbill.reconcile.run import reconcile_files
     from shadowbill.reports.junit import write_junit
     from shadowbill.reports.summary import write_summary
     from shadowbill.reports.terminal import format_gate_failure
 
+    options = _run_options(projection_months, partitions, workers, dask_address)
     result = reconcile_files(
         snapshot_dir,
         rollout_path,
         phase,
         policy_path,
-        options=Options(projection_months=projection_months, detail_customers=0, diff_customers=0),
+        options=replace(options, detail_customers=0, diff_customers=0),
     )
     if junit_path is not None:
         write_junit(result, junit_path)

@@ -53,3 +53,7 @@ class ReportError(ShadowbillError):
 
 class PlanError(ShadowbillError):
     """A migration plan that cannot answer what was asked (a subscription not in its cohort)."""
+
+
+class PartitionError(ShadowbillError):
+    """A partition of a run that failed twice; the message names it and its customers."""

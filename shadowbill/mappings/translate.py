@@ -39,17 +39,24 @@ __all__ = ["Plan", "select_cohort", "target_price_catalog", "translate"]
 
 
 def translate(
-    snapshot: Snapshot, rollout: Rollout, phase: int, *, catalogs: Catalogs | None = None
+    snapshot: Snapshot,
+    rollout: Rollout,
+    phase: int,
+    *,
+    catalogs: Catalogs | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> Plan:
     """The migration plan of ``phase``: its cohort's subscriptions in the new model.
 
-    ``catalogs`` replaces the rollout's own (to try a catalog under review). Every
-    cohort subscription is in exactly one of ``plan.assignments`` and ``plan.unmapped``.
+    ``catalogs`` replaces the rollout's own (to try a catalog under review). ``as_of``
+    overrides the instant taken from the snapshot (a partition of an estate must use the
+    estate's). Every cohort subscription is in exactly one of ``plan.assignments`` and
+    ``plan.unmapped``.
     """
     phase_spec = rollout.phase(phase)
     cats = catalogs or rollout.catalogs
     target = target_price_catalog(rollout, cats)
-    as_of = resolve_as_of(snapshot, rollout)
+    as_of = resolve_as_of(snapshot, rollout) if as_of is None else as_of
     cohort = select_cohort(snapshot, rollout, phase, as_of=as_of, catalogs=cats)
     pm = map_phase(
         snapshot["subscription_items"],

@@ -1,57 +1,63 @@
 """Reconcile one rollout phase: translate, price both models, compare, explain, gate.
 
-``reconcile_phase`` is the library call behind ``shadowbill reconcile`` and
-``shadowbill check``; it returns a :class:`ReconciliationResult` that the writers in
-``shadowbill.reports`` render.
+``reconcile_phase`` (a snapshot in memory) and ``reconcile_files`` (inputs on disk) are
+the library calls behind ``shadowbill reconcile`` and ``shadowbill check``. Both cut the
+estate into partitions of whole customers (``shadowbill.partitions``), run each with the
+chosen executor, and combine the shares into one :class:`ReconciliationResult` that the
+writers in ``shadowbill.reports`` render. The result is the same whatever the partition
+count and the executor.
+
+Passes: (1) the estate's cohort instant, unless the rollout sets ``as_of``; (2) each
+partition's earliest legacy period and latest cut-over, which fix the shared pricing
+window (skipped for one partition); (3) each partition reconciled over that window;
+(4) the report's bounded detail, re-priced for the few customers it can open.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.plan_diff import plan_diff
 from shadowbill.mappings.policy import Policy, load_policy
-from shadowbill.mappings.rollout import Rollout, load_rollout, target_price_catalog
+from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
-from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
-from shadowbill.reconcile.compare_b import CAUSE_ORDER, Sides, attribute_invoices, positions
+from shadowbill.partitions import check_partitions
+from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
 from shadowbill.reconcile.gate import evaluate_gate
-from shadowbill.reconcile.line_match import invoice_key
-from shadowbill.reconcile.periods import add_months
-from shadowbill.reconcile.pricing import PricedInvoices, price
-from shadowbill.reconcile.projection import project_usage
-from shadowbill.reconcile.protection import protection_discounts, with_discounts
-from shadowbill.reconcile.result import (
-    CUSTOMER_COLUMNS,
-    LINE_COLUMNS,
-    MONTHLY_COLUMNS,
-    PLAN_MOVE_COLUMNS,
-    WATERFALL_COLUMNS,
-    ReconciliationResult,
+from shadowbill.reconcile.phase_part import (
+    Bounds,
+    PhasePart,
+    Window,
+    combine_counts,
+    combine_customers,
+    combine_drift,
+    combine_findings,
+    combine_monthly,
+    combine_pricing_errors,
+    combine_unmapped,
+    combine_waterfall,
+    estate_as_of,
+    latest_instant,
+    plan_bounds,
+    price_sides,
+    reconcile_part,
+    window_of,
 )
+from shadowbill.reconcile.result import LINE_COLUMNS, ReconciliationResult, empty_frame
+from shadowbill.reconcile.views import (
+    detail_customers,
+    detail_lines,
+    plan_diffs,
+    plan_moves_view,
+    restrict,
+)
+from shadowbill.snapshot_buckets import snapshot_partition
 from shadowbill.snapshot_io import file_sha256, read_snapshot, snapshot_fingerprint
 from shadowbill.tables import Snapshot
-
-_CAUSE_TEXT = {
-    "proration_method": "the new engine prorates by the second, the legacy engine by whole days",
-    "rounding": "the new engine rounds discounts and tax per line, the legacy engine per invoice",
-    "price_change": "new prices: ",
-    "quantity_transform": "quantities transformed by rule ",
-    "removed_item": "legacy items removed or replaced by usage: ",
-    "new_usage_charge": "new usage charges: ",
-    "discount_carried": "legacy discounts carried over, applied to the new amounts",
-    "discount_lost": "legacy discounts dropped at the cut-over by rule ",
-    "price_protection": "price protection caps the increase",
-    "tax": "tax on the changed amounts",
-    "unexplained": "no cause explains this part of the difference",
-}
 
 
 @dataclass(frozen=True)
@@ -61,302 +67,238 @@ class Options:
     projection_months: int = 12  # periods priced after the last cut-over
     detail_customers: int = 300  # customers whose invoices the report can open
     diff_customers: int = 60  # of those, customers with a structured legacy-vs-new diff
+    partitions: int = 1  # customers hashed into this many partitions
+    executor: Executor = field(default_factory=Executor)
 
 
-def _member(values: pd.Series, universe: pa.Array) -> np.ndarray:
-    return positions(values, universe) >= 0
+@dataclass(frozen=True)
+class PartJob:
+    """What one partition task needs: where its inputs are and what it shares with the rest.
+
+    Inputs are paths for worker processes and Dask; in-process runs may pass the objects.
+    """
+
+    source: Path | Snapshot
+    rollout: Path | Rollout
+    policy: Path | Policy | None
+    phase: int
+    partition: int
+    partitions: int
+    projection_months: int
+    as_of: pd.Timestamp | None = None
+    window: Window | None = None
 
 
-def _restrict(snapshot: Snapshot, subscription_ids: pd.Series) -> Snapshot:
-    """The snapshot's rows of these subscriptions only (customers and tax rates kept whole)."""
-    ids = pc.unique(pa.array(subscription_ids.astype("string"), type=pa.string()))
-    tables = {}
-    for name, frame in snapshot.tables.items():
-        if "subscription_id" in frame.columns:
-            tables[name] = frame[_member(frame["subscription_id"], ids)]
-        elif name != "invoice_lines":
-            tables[name] = frame
-    invoice_ids = pa.array(tables["invoices"]["invoice_id"].astype("string"), type=pa.string())
-    lines = snapshot["invoice_lines"]
-    tables["invoice_lines"] = lines[_member(lines["invoice_id"], invoice_ids)]
-    return Snapshot(tables, snapshot.quarantine, snapshot.manifest)
+@cache
+def _rollout_at(path: Path) -> Rollout:
+    return load_rollout(path)
 
 
-def _window(
-    snapshot: Snapshot, plan: Plan, months: int
-) -> tuple[pd.Timestamp | None, pd.Timestamp]:
-    invoices = snapshot["invoices"]
-    start = invoices["period_start"].min() if len(invoices) else None
-    last = plan.assignments["cutover_at"].max()
-    base = plan.as_of if pd.isna(last) else max(pd.Timestamp(last), plan.as_of)
-    base_us = np.array([pd.Timestamp(base).value // 1000], dtype=np.int64)
-    end = pd.Timestamp(int(add_months(base_us, np.array([months]))[0]) * 1000, tz="UTC")
-    return (None if pd.isna(start) else pd.Timestamp(start)), end
+@cache
+def _policy_at(path: Path) -> Policy:
+    return load_policy(path)
 
 
-def _severity(cause: pd.Series, delta: pd.Series, policy: Policy) -> np.ndarray:
-    """Unexplained is an error; a difference above the policy's materiality a warning."""
-    material = (delta.abs() > policy.materiality.absolute).to_numpy(dtype=bool)
-    return np.where(cause == "unexplained", "error", np.where(material, "warning", "info"))
+def _rollout(job: PartJob) -> Rollout:
+    return job.rollout if isinstance(job.rollout, Rollout) else _rollout_at(job.rollout)
 
 
-def _customer_findings(
-    waterfall: pd.DataFrame, customers: pd.DataFrame, policy: Policy
-) -> pd.DataFrame:
-    """Comparison B per customer and cause: the waterfall's steps as findings."""
-    steps = waterfall[waterfall["cause"].isin(CAUSE_ORDER)]
-    totals = customers[customers["status"] == "mapped"].set_index(["customer_id", "currency"])
-    key = pd.MultiIndex.from_frame(steps[["customer_id", "currency"]])
-    frame = pd.DataFrame(
-        {
-            "comparison": "B",
-            "level": "customer",
-            "customer_id": steps["customer_id"].to_numpy(),
-            "subscription_id": pd.NA,
-            "invoice_key": pd.NA,
-            "period_start": pd.Series(pd.NaT, index=range(len(steps)), dtype="datetime64[us, UTC]"),
-            "period_end": pd.Series(pd.NaT, index=range(len(steps)), dtype="datetime64[us, UTC]"),
-            "line_key": pd.NA,
-            "price_id": pd.NA,
-            "currency": steps["currency"].to_numpy(),
-            "expected": totals["legacy_total"].reindex(key).to_numpy(),
-            "actual": totals["new_total"].reindex(key).to_numpy(),
-            "delta": steps["amount"].to_numpy(),
-            "cause": steps["cause"].to_numpy(),
-            "explanation": steps["explanation"].to_numpy(),
-        }
-    )
-    frame["severity"] = _severity(frame["cause"], frame["delta"], policy)
-    frame["subscription_id"] = frame["customer_id"]  # keeps finding ids distinct per customer
-    return finish_findings(frame)
+def _policy(job: PartJob) -> Policy:
+    if job.policy is None:
+        return load_policy(None)
+    return job.policy if isinstance(job.policy, Policy) else _policy_at(job.policy)
 
 
-_DETAIL = {  # the assignment column that completes each cause's sentence
-    "price_change": ("legacy_plan", "new_plan"),
-    "quantity_transform": ("rule_id",),
-    "removed_item": ("dropped_items",),
-    "new_usage_charge": ("new_items",),
-    "discount_lost": ("rule_id",),
-}
+def read_partition(source: Path | Snapshot, partition: int, partitions: int) -> Snapshot:
+    """The snapshot rows of one partition's customers, from memory or from disk."""
+    if isinstance(source, Snapshot):
+        return snapshot_partition(source, partition, partitions)
+    try:
+        return read_snapshot(source, partition=partition, partitions=partitions)  # type: ignore[call-arg]
+    except TypeError:  # a reader without partitions: read whole, keep the partition
+        return snapshot_partition(read_snapshot(source), partition, partitions)
 
 
-def _b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.DataFrame:
-    """Comparison B per invoice and cause: one finding for every non-zero cause amount."""
-    base = [
-        "subscription_id",
-        "customer_id",
-        "currency",
-        "period_start",
-        "period_end",
-        "legacy_total",
-        "new_total",
-    ]
-    assignments = plan.assignments
-    subs = pa.array(assignments["subscription_id"].astype("string"), type=pa.string())
-    parts = []
-    for cause in CAUSE_ORDER:
-        nonzero = attributed[cause].to_numpy() != 0
-        if not nonzero.any():
-            continue
-        part = attributed.loc[nonzero, base].assign(
-            cause=cause, delta=attributed.loc[nonzero, cause]
-        )
-        text = pd.Series(_CAUSE_TEXT[cause], index=part.index, dtype="string")
-        if cause in _DETAIL:
-            at = positions(part["subscription_id"], subs)
-            found = at >= 0
-            words = [
-                assignments[col].astype("string").fillna("").to_numpy()[at]
-                for col in _DETAIL[cause]
-            ]
-            detail = words[0] if len(words) == 1 else words[0] + " -> " + words[1]
-            text = text + pd.Series(np.where(found, detail, ""), index=part.index, dtype="string")
-        parts.append(part.assign(explanation=text))
-    long = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else attributed.loc[[], base].assign(cause="", delta=0, explanation="")
-    )
-    sub = long["subscription_id"]
-    frame = pd.DataFrame(
-        {
-            "comparison": "B",
-            "level": "invoice",
-            "customer_id": long["customer_id"],
-            "subscription_id": sub,
-            "invoice_key": invoice_key(sub, long["period_start"]),
-            "period_start": long["period_start"],
-            "period_end": long["period_end"],
-            "line_key": pd.NA,
-            "price_id": pd.NA,
-            "currency": long["currency"],
-            "expected": long["legacy_total"],
-            "actual": long["new_total"],
-            "delta": long["delta"],
-            "cause": long["cause"],
-            "explanation": long["explanation"],
-        }
-    )
-    frame["severity"] = _severity(frame["cause"], frame["delta"], policy)
-    return finish_findings(frame)
+def latest_task(job: PartJob) -> pd.Timestamp | None:
+    """Pass 1: the latest instant one partition's data reaches."""
+    return latest_instant(read_partition(job.source, job.partition, job.partitions))
 
 
-def _customers(
-    snapshot: Snapshot, plan: Plan, attributed: pd.DataFrame, drift: pd.DataFrame
-) -> pd.DataFrame:
-    per = (
-        attributed.assign(unexplained=attributed["unexplained"].abs())
-        .groupby(["customer_id", "currency"])
-        .agg(
-            invoices=("period_start", "size"),
-            legacy_total=("legacy_total", "sum"),
-            new_total=("new_total", "sum"),
-            unexplained=("unexplained", "sum"),
-        )
-    )
-    per = per.reset_index()
-    cust = snapshot["customers"].set_index("customer_id")
-    per["name"] = cust["name"].reindex(per["customer_id"]).to_numpy()
-    per["segment"] = cust["segment"].reindex(per["customer_id"]).to_numpy()
-    per["country"] = cust["country"].reindex(per["customer_id"]).to_numpy()
-    a = plan.assignments.drop_duplicates("customer_id").set_index("customer_id")
-    for col in ("legacy_plan", "new_plan", "rule_id"):
-        per[col] = a[col].reindex(per["customer_id"]).to_numpy()
-    per["status"] = "mapped"
-    per["delta"] = per["new_total"] - per["legacy_total"]
-    base = per["legacy_total"].astype("float64").where(per["legacy_total"] != 0)
-    per["delta_pct"] = (per["delta"].astype("float64") / base * 100).round(2)
-    drift_sum = (
-        drift.groupby("customer_id")["delta"].sum() if len(drift) else pd.Series(dtype="int64")
-    )
-    per["drift"] = drift_sum.reindex(per["customer_id"]).fillna(0).astype("int64").to_numpy()
-    unmapped = plan.unmapped.merge(
-        snapshot["customers"][["customer_id", "name", "segment", "country", "currency"]],
-        on="customer_id",
-        how="left",
-    )
-    unmapped_rows = pd.DataFrame(
-        {
-            "customer_id": unmapped["customer_id"],
-            "name": unmapped["name"],
-            "segment": unmapped["segment"],
-            "country": unmapped["country"],
-            "currency": unmapped["currency"],
-            "status": "unmapped",
-        }
-    )
-    out = pd.concat([per, unmapped_rows], ignore_index=True)
-    return out.reindex(columns=list(CUSTOMER_COLUMNS)).astype(CUSTOMER_COLUMNS)
+def bounds_task(job: PartJob) -> Bounds:
+    """Pass 2: one partition's earliest legacy period and latest cut-over."""
+    snapshot = read_partition(job.source, job.partition, job.partitions)
+    plan = translate(snapshot, _rollout(job), job.phase, as_of=job.as_of)
+    return plan_bounds(plan, snapshot)
 
 
-def _waterfall(attributed: pd.DataFrame) -> pd.DataFrame:
-    per = attributed.groupby(["customer_id", "currency"])[
-        ["legacy_total", *CAUSE_ORDER, "new_total"]
-    ].sum()
-    long = per.reset_index().melt(
-        id_vars=["customer_id", "currency"], var_name="cause", value_name="amount"
-    )
-    order = {c: i for i, c in enumerate(["legacy_total", *CAUSE_ORDER, "new_total"])}
-    long["step"] = long["cause"].map(order)
-    keep = long["cause"].isin(["legacy_total", "new_total"]) | (long["amount"] != 0)
-    long = long[keep].sort_values(["customer_id", "currency", "step"], kind="stable")
-    long["explanation"] = long["cause"].map(
-        {**_CAUSE_TEXT, "legacy_total": "legacy model, recomputed", "new_total": "new model"}
-    )
-    return (
-        long.reindex(columns=list(WATERFALL_COLUMNS))
-        .astype(WATERFALL_COLUMNS)
-        .reset_index(drop=True)
+def part_task(job: PartJob) -> tuple[PhasePart, Window]:
+    """Pass 3: reconcile one partition over the shared window."""
+    snapshot = read_partition(job.source, job.partition, job.partitions)
+    return reconcile_part(
+        snapshot,
+        _rollout(job),
+        job.phase,
+        _policy(job),
+        job.window,
+        projection_months=job.projection_months,
     )
 
 
-def _monthly(actual: pd.DataFrame, legacy: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    def by_month(frame: pd.DataFrame, name: str) -> pd.Series:
-        month = frame["period_start"].dt.strftime("%Y-%m")
-        return (
-            frame.groupby([month.rename("month"), frame["currency"].str.upper()])["total"]
-            .sum()
-            .rename(name)
-        )
+def _customers_of(source: Path | Snapshot, partitions: int) -> Callable[[int], str]:
+    def who(k: int) -> str:
+        try:
+            ids = read_partition(source, k, partitions)["customers"]["customer_id"]
+        except Exception:  # the partition may not even read; still name it
+            return "customers that could not be listed"
+        shown = ", ".join(ids.head(5).astype(str))
+        more = f" and {len(ids) - 5:,} more" if len(ids) > 5 else ""
+        return f"{len(ids):,} customers: {shown}{more}" if len(ids) else "no customers"
 
-    out = pd.concat(
-        [
-            by_month(actual, "actual_legacy"),
-            by_month(legacy, "legacy_total"),
-            by_month(new, "new_total"),
-        ],
-        axis=1,
+    return who
+
+
+def _run_parts(
+    source: Path | Snapshot,
+    rollout: Path | Rollout,
+    policy: Path | Policy | None,
+    phase: int,
+    options: Options,
+    progress: Progress | None,
+) -> tuple[list[PhasePart], Window]:
+    """Passes 1 to 3 over every partition."""
+    partitions = options.partitions
+    check_partitions(partitions)
+    base = PartJob(source, rollout, policy, phase, 0, partitions, options.projection_months)
+
+    def jobs(**changes: object) -> list[Task[PartJob]]:
+        made = [replace(base, partition=k, **changes) for k in range(partitions)]  # type: ignore[arg-type]
+        return [Task(job.partition, job) for job in made]
+
+    who = _customers_of(source, partitions)
+    run = options.executor
+    if partitions == 1:
+        part, window = run_tasks(
+            part_task,
+            jobs(),
+            run,
+            stage="reconcile",
+            who=who,
+            rows=lambda r: r[0].counts["invoices_compared"],
+            progress=progress,
+        )[0]
+        return [part], window
+    rollout_obj = rollout if isinstance(rollout, Rollout) else _rollout_at(rollout)
+    latest: list[pd.Timestamp | None] = []
+    if rollout_obj.spec.as_of is None:
+        latest = run_tasks(latest_task, jobs(), run, stage="dates", who=who, progress=progress)
+    whole = Snapshot.from_frames({})
+    as_of = estate_as_of(rollout_obj, latest, whole)
+    bounds = run_tasks(
+        bounds_task, jobs(as_of=as_of), run, stage="plan", who=who, progress=progress
     )
-    out = out.fillna(0).reset_index().rename(columns={"level_1": "currency"})
-    return out.reindex(columns=list(MONTHLY_COLUMNS)).astype(MONTHLY_COLUMNS)
-
-
-def _plan_moves(customers: pd.DataFrame) -> pd.DataFrame:
-    mapped = customers[customers["status"] == "mapped"]
-    out = mapped.groupby(["legacy_plan", "new_plan", "currency"], dropna=False).agg(
-        customers=("customer_id", "nunique"),
-        legacy_total=("legacy_total", "sum"),
-        new_total=("new_total", "sum"),
+    window = window_of(as_of, bounds, options.projection_months)
+    results = run_tasks(
+        part_task,
+        jobs(as_of=as_of, window=window),
+        run,
+        stage="reconcile",
+        who=who,
+        rows=lambda r: r[0].counts["invoices_compared"],
+        progress=progress,
     )
-    out = out.reset_index()
-    out["delta"] = out["new_total"] - out["legacy_total"]
-    return out.reindex(columns=list(PLAN_MOVE_COLUMNS)).astype(PLAN_MOVE_COLUMNS)
+    return [r[0] for r in results], window
 
 
-def _detail_customers(customers: pd.DataFrame, findings: pd.DataFrame, limit: int) -> pd.Index:
-    mapped = customers[customers["status"] == "mapped"].sort_values("delta", kind="stable")
-    quarter = max(limit // 4, 1)
-    picks = [
-        mapped["customer_id"].tail(quarter),
-        mapped["customer_id"].head(quarter),
-        findings.loc[
-            findings["cause"].isin(["unexplained"]) | (findings["comparison"] == "A"), "customer_id"
-        ].head(quarter),
-        mapped["customer_id"].sort_values(kind="stable").head(quarter),
-    ]
-    return pd.Index(pd.concat(picks).dropna().unique()[:limit])
-
-
-def _detail_lines(
+def _detail(
+    source: Path | Snapshot,
+    partitions: int,
+    rollout: Rollout,
+    phase: int,
+    window: Window,
     chosen: pd.Index,
-    snapshot: Snapshot,
-    legacy: PricedInvoices,
-    new: PricedInvoices,
-    window_start: pd.Timestamp | None,
-) -> pd.DataFrame:
-    parts = []
-    for side, invoices, lines in (
-        ("actual", snapshot["invoices"], snapshot["invoice_lines"]),
-        ("legacy", legacy.invoices, legacy.lines),
-        ("new", new.invoices, new.lines),
-    ):
-        inv = invoices[invoices["customer_id"].isin(chosen)]
-        head = inv[
-            ["invoice_id", "customer_id", "subscription_id", "currency", "period_start"]
-        ].rename(columns={"period_start": "invoice_start"})
-        cols = ["invoice_id", "kind", "price_id", "description", "quantity", "amount"]
-        if "explain" in lines.columns:
-            cols.append("explain")
-        ln = lines[lines["invoice_id"].isin(head["invoice_id"])][cols].merge(head, on="invoice_id")
-        ln["side"] = side
-        ln["invoice_key"] = invoice_key(ln["subscription_id"], ln["invoice_start"])
-        parts.append(ln.rename(columns={"invoice_start": "period_start"}))
-    out = pd.concat(parts, ignore_index=True)
-    out["currency"] = out["currency"].str.upper()
-    return out.reindex(columns=list(LINE_COLUMNS)).astype(LINE_COLUMNS)
-
-
-def _diffs(plan: Plan, snapshot: Snapshot, chosen: pd.Index) -> dict[str, object]:
-    """Structured legacy-vs-new diffs for the customers the report can open (a bounded set)."""
-    ids = plan.assignments.loc[plan.assignments["customer_id"].isin(chosen), "subscription_id"]
-    small_plan = replace(
-        plan,
-        snapshot=_restrict(plan.snapshot, ids),
-        assignments=plan.assignments[plan.assignments["subscription_id"].isin(ids)],
-        lineage=plan.lineage[plan.lineage["subscription_id"].isin(ids)],
+    diff_count: int,
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Pass 4: side-by-side lines and diffs of the chosen customers, re-priced alone."""
+    pieces = []
+    for k in range(partitions):
+        part = read_partition(source, k, partitions)
+        subs = part["subscriptions"]
+        ids = subs.loc[subs["customer_id"].isin(chosen), "subscription_id"]
+        if len(ids):
+            pieces.append(restrict(part, ids))
+    if not pieces:
+        return empty_frame(LINE_COLUMNS), {}
+    subset = Snapshot(
+        {
+            name: pd.concat([p[name] for p in pieces], ignore_index=True)
+            if name != "tax_rates"
+            else pieces[0][name]
+            for name in pieces[0].tables
+        }
     )
-    small_snapshot = _restrict(snapshot, ids)
-    return {sid: plan_diff(small_plan, small_snapshot, sid) for sid in ids}
+    subset = Snapshot(
+        {
+            **subset.tables,
+            "customers": subset["customers"][subset["customers"]["customer_id"].isin(chosen)],
+        }
+    )
+    plan = translate(subset, rollout, phase, as_of=window.as_of)
+    sides = price_sides(subset, plan, rollout, window)
+    lines = detail_lines(chosen, subset, sides.l0, sides.new, window.start)
+    return lines, plan_diffs(plan, subset, chosen[:diff_count])
+
+
+def _assemble(
+    parts: list[PhasePart],
+    window: Window,
+    phase: int,
+    policy: Policy,
+    quarantine: pd.DataFrame,
+    fingerprints: dict[str, str] | None,
+    options: Options,
+    detail: Callable[[pd.Index, int], tuple[pd.DataFrame, dict[str, object]]],
+) -> ReconciliationResult:
+    """One result from every partition's share: combined frames, the verdict, the detail."""
+    findings = combine_findings(parts)
+    customers = combine_customers(parts)
+    unmapped = combine_unmapped(parts)
+    verdict = evaluate_gate(policy, phase, findings, customers, unmapped)
+    chosen = detail_customers(customers, findings, options.detail_customers)
+    lines, diffs = detail(chosen, options.diff_customers)
+    counts = combine_counts(parts)
+    return ReconciliationResult(
+        phase=phase,
+        phase_name=parts[0].phase_name,
+        generated_at=pd.Timestamp(window.as_of),
+        findings=findings,
+        customers=customers,
+        waterfall=combine_waterfall(parts),
+        monthly=combine_monthly(parts),
+        plan_moves=plan_moves_view(customers),
+        lines=lines,
+        exceptions={
+            "unmapped": unmapped,
+            "quarantined": quarantine,
+            "unexplained": findings[findings["cause"] == "unexplained"],
+            "drift": combine_drift(parts),
+            "pricing_errors": combine_pricing_errors(parts),
+        },
+        diffs=diffs,
+        verdict=verdict,
+        fingerprints=dict(fingerprints or {}),
+        counts={
+            "cohort_subscriptions": counts["cohort_subscriptions"],
+            "mapped_subscriptions": counts["mapped_subscriptions"],
+            "unmapped_subscriptions": counts["unmapped_subscriptions"],
+            "protected_subscriptions": counts["protected_subscriptions"],
+            "customers": int(customers["customer_id"].nunique()),
+            "invoices_compared": counts["invoices_compared"],
+            "legacy_invoices_checked": counts["legacy_invoices_checked"],
+            "projected_until": int(window.end.value // 10**9),
+            "history_until": counts["history_until"],
+            "quarantined_rows": len(quarantine),
+        },
+    )
 
 
 def reconcile_phase(
@@ -367,95 +309,23 @@ def reconcile_phase(
     *,
     fingerprints: dict[str, str] | None = None,
     options: Options = Options(),
+    progress: Progress | None = None,
 ) -> ReconciliationResult:
-    """Reconcile one phase: comparisons A and B with causes, the customer view, the verdict."""
-    plan = translate(snapshot, rollout, phase)
-    cohort_ids = pd.concat([plan.assignments["subscription_id"], plan.unmapped["subscription_id"]])
-    legacy_snap = _restrict(snapshot, plan.assignments["subscription_id"])
-    start, end = _window(legacy_snap, plan, options.projection_months)
-    legacy_proj = project_usage(legacy_snap, end)
-    new_proj = project_usage(plan.snapshot, end)
+    """Reconcile one phase of a snapshot in memory: comparisons A and B, customers, verdict.
 
-    legacy_catalog = rollout.catalogs.legacy
-    target = target_price_catalog(rollout)
-    l0 = price(legacy_proj, legacy_catalog, start, end)
-    l1 = price(legacy_proj, legacy_catalog.model_copy(update={"engine": target.engine}), start, end)
-    # price protection: the protected subscriptions priced once without their coupon
-    protected = plan.protections["subscription_id"]
-    uncapped = (
-        price(_restrict(new_proj, protected), target, start, end).invoices
-        if len(protected)
-        else l0.invoices
-    )
-    extra = protection_discounts(plan.protections, l0.invoices, uncapped)
-    n = price(with_discounts(new_proj, extra), target, start, end)
-
-    # A: the issued legacy invoices of the cohort against the legacy catalog.
-    cohort_snap = _restrict(snapshot, cohort_ids)
-    actual = cohort_snap["invoices"]
-    if len(actual):
-        lo, hi = actual["period_end"].min(), actual["period_end"].max()
-        a_priced = price(cohort_snap, legacy_catalog, actual["period_start"].min(), hi)
-        expected = a_priced.invoices[
-            (a_priced.invoices["period_end"] >= lo) & (a_priced.invoices["period_end"] <= hi)
-        ]
-        findings_a = compare_legacy_drift(
-            actual, cohort_snap["invoice_lines"], expected, a_priced.lines
-        )
-    else:
-        findings_a = finish_findings(pd.DataFrame())
-
-    attributed = attribute_invoices(
-        Sides((l0.invoices, l0.lines), (l1.invoices, l1.lines), (n.invoices, n.lines)), plan.lineage
-    )
-    drift = findings_a[findings_a["level"] == "invoice"] if len(findings_a) else findings_a
-    customers = _customers(snapshot, plan, attributed, drift)
-    waterfall = _waterfall(attributed)
-    findings = pd.concat(
-        [
-            findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
-            _b_findings(attributed, plan, policy),
-            _customer_findings(waterfall, customers, policy),
-        ],
-        ignore_index=True,
-    )
-    verdict = evaluate_gate(policy, phase, findings, customers, plan.unmapped)
-    chosen = _detail_customers(customers, findings, options.detail_customers)
-    diffs = _diffs(plan, snapshot, chosen[: options.diff_customers])
-    unexplained = findings[findings["cause"] == "unexplained"]
-    history_end = actual["period_end"].max() if len(actual) else None
-    return ReconciliationResult(
-        phase=phase,
-        phase_name=plan.phase_name,
-        generated_at=pd.Timestamp(plan.as_of),
-        findings=findings,
-        customers=customers,
-        waterfall=waterfall,
-        monthly=_monthly(legacy_snap["invoices"], l0.invoices, n.invoices),
-        plan_moves=_plan_moves(customers),
-        lines=_detail_lines(chosen, snapshot, l0, n, start),
-        exceptions={
-            "unmapped": plan.unmapped,
-            "quarantined": snapshot.quarantine,
-            "unexplained": unexplained,
-            "drift": drift,
-            "pricing_errors": pd.concat([l0.errors, n.errors], ignore_index=True),
-        },
-        diffs=diffs,
-        verdict=verdict,
-        fingerprints=dict(fingerprints or {}),
-        counts={
-            "cohort_subscriptions": int(plan.cohort_size),
-            "mapped_subscriptions": len(plan.assignments),
-            "unmapped_subscriptions": len(plan.unmapped),
-            "protected_subscriptions": len(plan.protections),
-            "customers": int(customers["customer_id"].nunique()),
-            "invoices_compared": len(attributed),
-            "legacy_invoices_checked": len(actual),
-            "projected_until": int(end.value // 10**9),
-            "history_until": int(history_end.value // 10**9) if history_end is not None else 0,
-            "quarantined_rows": len(snapshot.quarantine),
-        },
+    The partitions run in this process (the snapshot is already in memory).
+    """
+    in_process = replace(options, executor=Executor(retries=options.executor.retries))
+    parts, window = _run_parts(snapshot, rollout, policy, phase, in_process, progress)
+    return _assemble(
+        parts,
+        window,
+        phase,
+        policy,
+        snapshot.quarantine,
+        fingerprints,
+        options,
+        lambda chosen, n: _detail(snapshot, options.partitions, rollout, phase, window, chosen, n),
     )
 
 
@@ -466,9 +336,13 @@ def reconcile_files(
     policy_path: Path | None,
     *,
     options: Options = Options(),
+    progress: Progress | None = None,
 ) -> ReconciliationResult:
-    """Read the inputs from disk, fingerprint them, and reconcile the phase."""
-    snapshot = read_snapshot(snapshot_dir)
+    """Reconcile a phase from inputs on disk, partition by partition, with their fingerprints.
+
+    With one partition in process the snapshot is read once; otherwise every task reads
+    its own partition, so memory is bounded by a partition, not by the estate.
+    """
     rollout = load_rollout(rollout_path)
     policy = load_policy(policy_path)
     fingerprints = {
@@ -479,6 +353,40 @@ def reconcile_files(
     }
     if policy_path is not None:
         fingerprints["policy"] = file_sha256(Path(policy_path))
-    return reconcile_phase(
-        snapshot, rollout, phase, policy, fingerprints=fingerprints, options=options
+    single = options.partitions == 1 and options.executor.workers <= 1
+    if single and not options.executor.dask_address:
+        snapshot = read_snapshot(snapshot_dir)
+        return reconcile_phase(
+            snapshot,
+            rollout,
+            phase,
+            policy,
+            fingerprints=fingerprints,
+            options=options,
+            progress=progress,
+        )
+    source = Path(snapshot_dir).resolve()
+    parts, window = _run_parts(
+        source,
+        Path(rollout.path).resolve(),
+        None if policy_path is None else Path(policy_path).resolve(),
+        phase,
+        options,
+        progress,
     )
+    quarantine = _quarantine(source)
+    return _assemble(
+        parts,
+        window,
+        phase,
+        policy,
+        quarantine,
+        fingerprints,
+        options,
+        lambda chosen, n: _detail(source, options.partitions, rollout, phase, window, chosen, n),
+    )
+
+
+def _quarantine(snapshot_dir: Path) -> pd.DataFrame:
+    """The snapshot's whole quarantine (every partition reads it too; it is small)."""
+    return read_partition(snapshot_dir, 0, 1).quarantine

@@ -1,0 +1,200 @@
+"""Where partitions run: in this process, in local worker processes, or on a Dask cluster.
+
+Every executor runs the same picklable task function over the same task list and gives
+the results back in task order, so what a run computes never depends on where it ran.
+A task that fails is run once more; a second failure stops the run with an error that
+names the partition and the customers it holds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from shadowbill.errors import PartitionError, ShadowbillError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# Told about every finished task: the stage, tasks done, tasks in all, rows it did.
+Progress = Callable[[str, int, int, int], None]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How to run partitions: ``workers`` local processes (1 = in process) or a Dask address."""
+
+    workers: int = 1
+    dask_address: str | None = None
+    retries: int = 1
+
+    def describe(self) -> str:
+        """A short label for logs and progress bars."""
+        if self.dask_address:
+            return f"dask at {self.dask_address}"
+        return "in process" if self.workers <= 1 else f"{self.workers} worker processes"
+
+
+@dataclass(frozen=True)
+class Task(Generic[T]):
+    """One unit of work: the partition it covers and its payload."""
+
+    partition: int
+    payload: T
+
+
+def _fail(
+    task: Task[Any], exc: BaseException, who: Callable[[int], str], attempts: int
+) -> PartitionError:
+    return PartitionError(
+        f"partition {task.partition} failed {attempts} times ({type(exc).__name__}: {exc});"
+        f" it holds {who(task.partition)}"
+    )
+
+
+def _in_process(
+    fn: Callable[[T], R],
+    tasks: Sequence[Task[T]],
+    retries: int,
+    who: Callable[[int], str],
+    tick: Callable[[int, R], None],
+) -> list[R]:
+    out: list[R] = []
+    for i, task in enumerate(tasks):
+        for attempt in range(retries + 1):
+            try:
+                result = fn(task.payload)
+                break
+            except ShadowbillError:
+                raise  # bad input: the same on every try, and already a clear message
+            except Exception as exc:
+                if attempt == retries:
+                    raise _fail(task, exc, who, attempt + 1) from exc
+        out.append(result)
+        tick(i, result)
+    return out
+
+
+def _pooled(
+    submit: Callable[[Callable[[T], R], T], Any],
+    wait_any: Callable[[set[Any]], set[Any]],
+    outcome: Callable[[Any], R],
+    fn: Callable[[T], R],
+    tasks: Sequence[Task[T]],
+    retries: int,
+    who: Callable[[int], str],
+    tick: Callable[[int, R], None],
+) -> list[R]:
+    """Submit everything, collect as tasks finish, resubmit a failed task up to ``retries``."""
+    results: dict[int, R] = {}
+    attempts = dict.fromkeys(range(len(tasks)), 1)
+    running = {submit(fn, t.payload): i for i, t in enumerate(tasks)}
+    while running:
+        for future in wait_any(set(running)):
+            i = running.pop(future)
+            try:
+                results[i] = outcome(future)
+            except ShadowbillError:
+                raise
+            except Exception as exc:
+                if attempts[i] > retries:
+                    raise _fail(tasks[i], exc, who, attempts[i]) from exc
+                attempts[i] += 1
+                running[submit(fn, tasks[i].payload)] = i
+                continue
+            tick(i, results[i])
+    return [results[i] for i in range(len(tasks))]
+
+
+@contextmanager
+def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    # spawn: a clean interpreter per worker, safe with the threads pandas and Arrow start
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_tasks(
+    fn: Callable[[T], R],
+    tasks: Sequence[Task[T]],
+    executor: Executor,
+    *,
+    stage: str,
+    rows: Callable[[R], int] = lambda _: 0,
+    who: Callable[[int], str] = lambda k: f"partition {k}'s customers",
+    progress: Progress | None = None,
+) -> list[R]:
+    """Run ``fn`` over every task's payload with the executor; results in task order."""
+    done = 0
+
+    def tick(_: int, result: R) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(stage, done, len(tasks), rows(result))
+
+    if not tasks:
+        return []
+    if executor.dask_address:
+        from distributed import Client
+        from distributed import wait as dask_wait
+
+        with Client(executor.dask_address) as client:
+
+            def submit_dask(f: Callable[[T], R], payload: T) -> Any:
+                return client.submit(f, payload, pure=False)
+
+            def wait_dask(futures: set[Any]) -> set[Any]:
+                return set(dask_wait(list(futures), return_when="FIRST_COMPLETED").done)
+
+            return _pooled(
+                submit_dask,
+                wait_dask,
+                lambda fut: fut.result(),
+                fn,
+                tasks,
+                executor.retries,
+                who,
+                tick,
+            )
+    if executor.workers > 1 and len(tasks) > 1:
+        with _process_pool(min(executor.workers, len(tasks))) as pool:
+
+            def submit_pool(f: Callable[[T], R], payload: T) -> Future[R]:
+                return pool.submit(f, payload)
+
+            def wait_pool(futures: set[Any]) -> set[Any]:
+                return set(wait(futures, return_when=FIRST_COMPLETED).done)
+
+            return _pooled(
+                submit_pool,
+                wait_pool,
+                lambda fut: fut.result(),
+                fn,
+                tasks,
+                executor.retries,
+                who,
+                tick,
+            )
+    return _in_process(fn, tasks, executor.retries, who, tick)
+
+
+class RateMeter:
+    """Rows per second since the meter started, for progress bars."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.rows = 0
+
+    def add(self, rows: int) -> float:
+        """Count ``rows`` more and return the rate so far."""
+        self.rows += rows
+        return self.rows / max(time.perf_counter() - self.started, 1e-9)

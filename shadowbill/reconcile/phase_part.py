@@ -1,0 +1,305 @@
+"""One partition's share of a phase reconciliation, and the combination of all shares.
+
+A partition holds whole customers (``shadowbill.partitions``), so translation, pricing
+and comparisons A and B run on it alone. What every partition must share is fixed
+first, for the whole estate: the instant cohorts are judged at (``as_of``) and the
+pricing window. The shares come back as findings and per-customer frames and are
+combined in an order that does not depend on how the estate was cut, so one partition or
+sixty-four give byte-identical results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from shadowbill.mappings.cohort import resolve_as_of
+from shadowbill.mappings.plan import Plan
+from shadowbill.mappings.policy import Policy
+from shadowbill.mappings.rollout import Rollout, target_price_catalog
+from shadowbill.mappings.translate import translate
+from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
+from shadowbill.reconcile.compare_b import Sides, attribute_invoices
+from shadowbill.reconcile.periods import add_months
+from shadowbill.reconcile.pricing import PricedInvoices, price
+from shadowbill.reconcile.projection import project_usage
+from shadowbill.reconcile.protection import protection_discounts, with_discounts
+from shadowbill.reconcile.result import MONTHLY_COLUMNS
+from shadowbill.reconcile.views import (
+    b_findings,
+    customer_findings,
+    customer_view,
+    monthly_view,
+    restrict,
+    waterfall_view,
+)
+from shadowbill.tables import Snapshot
+
+FINDING_SORT = ["comparison", "subscription_id", "period_start", "level", "line_key"]
+ADDITIVE_COUNTS = (
+    "cohort_subscriptions",
+    "mapped_subscriptions",
+    "unmapped_subscriptions",
+    "protected_subscriptions",
+    "invoices_compared",
+    "legacy_invoices_checked",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What every partition of one phase shares: the cohort instant and the pricing window."""
+
+    as_of: pd.Timestamp
+    start: pd.Timestamp | None  # the first legacy period of the mapped subscriptions
+    end: pd.Timestamp  # the last cut-over (or as_of) plus the projection months
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A partition's contribution to the window: its earliest period and latest cut-over."""
+
+    start: pd.Timestamp | None = None
+    last_cutover: pd.Timestamp | None = None
+    phase_name: str = ""
+
+
+@dataclass
+class PhasePart:
+    """One partition's findings and per-customer frames, ready to be combined."""
+
+    phase_name: str
+    findings: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # A, B per invoice, B per customer
+    customers: pd.DataFrame
+    waterfall: pd.DataFrame
+    monthly: pd.DataFrame
+    unmapped: pd.DataFrame
+    pricing_errors: pd.DataFrame
+    drift: pd.DataFrame  # comparison A per invoice, with the issued invoice's id
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def latest_instant(snapshot: Snapshot) -> pd.Timestamp | None:
+    """The latest instant a snapshot's data reaches, or None when it has no dates."""
+    candidates = [
+        snapshot["subscription_items"]["valid_from"],
+        snapshot["subscription_items"]["valid_to"],
+        snapshot["subscriptions"]["current_period_start"],
+        snapshot["usage"]["period_end"],
+        snapshot["invoices"]["period_end"],
+    ]
+    latest = [s.max() for s in candidates if len(s) and s.notna().any()]
+    return pd.Timestamp(max(latest)).tz_convert("UTC") if latest else None
+
+
+def estate_as_of(
+    rollout: Rollout, latest: list[pd.Timestamp | None], whole: Snapshot
+) -> pd.Timestamp:
+    """The estate's cohort instant: the rollout's ``as_of``, else the latest of all partitions."""
+    if rollout.spec.as_of is not None:
+        return pd.Timestamp(rollout.spec.as_of).tz_convert("UTC")
+    known = [t for t in latest if t is not None]
+    return max(known) if known else resolve_as_of(whole, rollout)  # raises the usual error
+
+
+def plan_bounds(plan: Plan, snapshot: Snapshot) -> Bounds:
+    """The earliest legacy period of the plan's mapped subscriptions and its last cut-over."""
+    invoices = snapshot["invoices"]
+    mapped = invoices[invoices["subscription_id"].isin(plan.assignments["subscription_id"])]
+    start = mapped["period_start"].min() if len(mapped) else None
+    last = plan.assignments["cutover_at"].max()
+    return Bounds(
+        None if start is None or pd.isna(start) else pd.Timestamp(start),
+        None if pd.isna(last) else pd.Timestamp(last),
+        plan.phase_name,
+    )
+
+
+def window_of(as_of: pd.Timestamp, bounds: list[Bounds], months: int) -> Window:
+    """The shared pricing window from every partition's bounds."""
+    starts = [b.start for b in bounds if b.start is not None]
+    cutovers = [b.last_cutover for b in bounds if b.last_cutover is not None]
+    base = max([*cutovers, as_of]) if cutovers else as_of
+    base_us = np.array([pd.Timestamp(base).value // 1000], dtype=np.int64)
+    end = pd.Timestamp(int(add_months(base_us, np.array([months]))[0]) * 1000, tz="UTC")
+    return Window(as_of, min(starts) if starts else None, end)
+
+
+@dataclass(frozen=True)
+class PricedSides:
+    """The three pricings comparison B attributes, plus the legacy history they cover."""
+
+    legacy_history: Snapshot
+    l0: PricedInvoices  # legacy model, legacy engine rules
+    l1: PricedInvoices  # legacy model, new engine rules
+    new: PricedInvoices  # new model with price protection
+
+
+def price_sides(snapshot: Snapshot, plan: Plan, rollout: Rollout, window: Window) -> PricedSides:
+    """Price the plan's subscriptions under both models over the shared window."""
+    legacy_snap = restrict(snapshot, plan.assignments["subscription_id"])
+    start, end = window.start, window.end
+    legacy_proj = project_usage(legacy_snap, end)
+    new_proj = project_usage(plan.snapshot, end)
+    legacy_catalog = rollout.catalogs.legacy
+    target = target_price_catalog(rollout)
+    l0 = price(legacy_proj, legacy_catalog, start, end)
+    l1 = price(legacy_proj, legacy_catalog.model_copy(update={"engine": target.engine}), start, end)
+    # price protection: the protected subscriptions priced once without their coupon
+    protected = plan.protections["subscription_id"]
+    uncapped = (
+        price(restrict(new_proj, protected), target, start, end).invoices
+        if len(protected)
+        else l0.invoices
+    )
+    extra = protection_discounts(plan.protections, l0.invoices, uncapped)
+    n = price(with_discounts(new_proj, extra), target, start, end)
+    return PricedSides(legacy_snap, l0, l1, n)
+
+
+def _drift(snapshot: Snapshot, plan: Plan, rollout: Rollout) -> tuple[pd.DataFrame, int]:
+    """Comparison A: the cohort's issued legacy invoices against the legacy catalog."""
+    cohort_ids = pd.concat([plan.assignments["subscription_id"], plan.unmapped["subscription_id"]])
+    cohort_snap = restrict(snapshot, cohort_ids)
+    actual = cohort_snap["invoices"]
+    if not len(actual):
+        return finish_findings(pd.DataFrame()), 0
+    lo, hi = actual["period_end"].min(), actual["period_end"].max()
+    a_priced = price(cohort_snap, rollout.catalogs.legacy, actual["period_start"].min(), hi)
+    expected = a_priced.invoices[
+        (a_priced.invoices["period_end"] >= lo) & (a_priced.invoices["period_end"] <= hi)
+    ]
+    findings = compare_legacy_drift(actual, cohort_snap["invoice_lines"], expected, a_priced.lines)
+    return findings, len(actual)
+
+
+def reconcile_part(
+    snapshot: Snapshot,
+    rollout: Rollout,
+    phase: int,
+    policy: Policy,
+    window: Window | None,
+    *,
+    projection_months: int = 12,
+) -> tuple[PhasePart, Window]:
+    """Reconcile the customers of one partition over the shared window.
+
+    ``window`` None takes it from this snapshot alone: right only for the whole estate.
+    """
+    as_of = window.as_of if window is not None else resolve_as_of(snapshot, rollout)
+    plan = translate(snapshot, rollout, phase, as_of=as_of)
+    if window is None:
+        window = window_of(as_of, [plan_bounds(plan, snapshot)], projection_months)
+    sides = price_sides(snapshot, plan, rollout, window)
+    findings_a, checked = _drift(snapshot, plan, rollout)
+    attributed = attribute_invoices(
+        Sides(
+            (sides.l0.invoices, sides.l0.lines),
+            (sides.l1.invoices, sides.l1.lines),
+            (sides.new.invoices, sides.new.lines),
+        ),
+        plan.lineage,
+    )
+    drift = findings_a[findings_a["level"] == "invoice"] if len(findings_a) else findings_a
+    customers = customer_view(snapshot, plan, attributed, drift)
+    waterfall = waterfall_view(attributed)
+    actual = snapshot["invoices"]
+    cohort_invoices = actual[
+        actual["subscription_id"].isin(plan.assignments["subscription_id"])
+        | actual["subscription_id"].isin(plan.unmapped["subscription_id"])
+    ]
+    history_end = cohort_invoices["period_end"].max() if len(cohort_invoices) else None
+    part = PhasePart(
+        phase_name=plan.phase_name,
+        findings=(
+            findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
+            b_findings(attributed, plan, policy),
+            customer_findings(waterfall, customers, policy),
+        ),
+        customers=customers,
+        waterfall=waterfall,
+        monthly=monthly_view(
+            sides.legacy_history["invoices"], sides.l0.invoices, sides.new.invoices
+        ),
+        unmapped=plan.unmapped,
+        pricing_errors=pd.concat([sides.l0.errors, sides.new.errors], ignore_index=True),
+        drift=drift,
+        counts={
+            "cohort_subscriptions": int(plan.cohort_size),
+            "mapped_subscriptions": len(plan.assignments),
+            "unmapped_subscriptions": len(plan.unmapped),
+            "protected_subscriptions": len(plan.protections),
+            "invoices_compared": len(attributed),
+            "legacy_invoices_checked": checked,
+            "history_until": (
+                int(pd.Timestamp(history_end).value // 10**9)
+                if history_end is not None and pd.notna(history_end)
+                else 0
+            ),
+        },
+    )
+    return part, window
+
+
+def _sorted(frames: list[pd.DataFrame], by: list[str]) -> pd.DataFrame:
+    """Concatenated and put in a total order (ties only ever within one partition)."""
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return out.sort_values(by, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def combine_findings(parts: list[PhasePart]) -> pd.DataFrame:
+    """All partitions' findings in the order one whole-estate run gives them."""
+    groups = [_sorted([p.findings[i] for p in parts], FINDING_SORT) for i in range(3)]
+    return pd.concat(groups, ignore_index=True)
+
+
+def combine_customers(parts: list[PhasePart]) -> pd.DataFrame:
+    """The customer view of every partition: mapped by customer and currency, then unmapped."""
+    whole = pd.concat([p.customers for p in parts], ignore_index=True)
+    mapped = whole[whole["status"] == "mapped"].sort_values(
+        ["customer_id", "currency"], kind="stable"
+    )
+    unmapped = whole[whole["status"] != "mapped"].sort_values(["customer_id"], kind="stable")
+    return pd.concat([mapped, unmapped], ignore_index=True)
+
+
+def combine_monthly(parts: list[PhasePart]) -> pd.DataFrame:
+    """Monthly totals summed over partitions (integer sums are exact)."""
+    whole = pd.concat([p.monthly for p in parts], ignore_index=True)
+    sums = whole.groupby(["month", "currency"], sort=True, as_index=False)[
+        ["actual_legacy", "legacy_total", "new_total"]
+    ].sum()
+    return sums.reindex(columns=list(MONTHLY_COLUMNS)).astype(MONTHLY_COLUMNS)
+
+
+def combine_counts(parts: list[PhasePart]) -> dict[str, int]:
+    """Counts added over partitions; the history's end is the latest of them."""
+    out = {k: sum(int(p.counts.get(k, 0)) for p in parts) for k in ADDITIVE_COUNTS}
+    out["history_until"] = max((int(p.counts.get("history_until", 0)) for p in parts), default=0)
+    return out
+
+
+def combine_waterfall(parts: list[PhasePart]) -> pd.DataFrame:
+    """Every partition's waterfall steps, by customer, currency and step."""
+    return _sorted([p.waterfall for p in parts], ["customer_id", "currency", "step"])
+
+
+def combine_drift(parts: list[PhasePart]) -> pd.DataFrame:
+    """Every partition's invoice-level drift findings, in findings order."""
+    return _sorted([p.drift for p in parts], FINDING_SORT)
+
+
+def combine_unmapped(parts: list[PhasePart]) -> pd.DataFrame:
+    """Every partition's unmapped subscriptions, by subscription."""
+    return _sorted([p.unmapped for p in parts], ["subscription_id"])
+
+
+def combine_pricing_errors(parts: list[PhasePart]) -> pd.DataFrame:
+    """Every partition's pricing errors, in a stable order."""
+    whole = pd.concat([p.pricing_errors for p in parts], ignore_index=True)
+    if whole.empty:
+        return whole
+    keys = [c for c in ("subscription_id", "period_start", "price_id", "reason") if c in whole]
+    return whole.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)

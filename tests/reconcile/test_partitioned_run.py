@@ -1,0 +1,135 @@
+"""The same inputs give byte-identical findings and summary whatever the partitions and executor."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shadowbill.demo.generate import generate
+from shadowbill.demo.run import examples_dir
+from shadowbill.errors import PartitionError
+from shadowbill.migrate.extract import extract
+from shadowbill.reconcile.executors import Executor, Task, run_tasks
+from shadowbill.reconcile.result import ReconciliationResult
+from shadowbill.reconcile.run import Options, reconcile_files
+from shadowbill.reports.files import write_findings
+from shadowbill.reports.summary import write_summary
+
+EXAMPLES = examples_dir()
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("partitioned")
+    made = generate(root / "legacy.db", customers=240, months=8, seed=5)
+    extract(f"sqlite:///{made.db_path}", made.spec_path, root / "snapshot", progress=False)
+    return root / "snapshot"
+
+
+def _outputs(result: ReconciliationResult, out: Path) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    write_findings(result, out)
+    write_summary(result, out / "summary.json")
+    return {
+        name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+        for name in ("findings.parquet", "summary.json", "findings.csv")
+    }
+
+
+def _run(snapshot: Path, phase: int, options: Options) -> ReconciliationResult:
+    return reconcile_files(
+        snapshot, EXAMPLES / "rollout.yaml", phase, EXAMPLES / "policy.yaml", options=options
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("ref")
+    return _outputs(_run(snapshot, 2, Options(diff_customers=5)), out)
+
+
+@pytest.mark.parametrize("partitions", [2, 7])
+def test_partition_count_does_not_change_outputs(
+    snapshot: Path, reference: dict[str, str], partitions: int, tmp_path: Path
+) -> None:
+    result = _run(snapshot, 2, Options(diff_customers=5, partitions=partitions))
+    assert _outputs(result, tmp_path) == reference
+
+
+def test_worker_processes_give_the_same_outputs(
+    snapshot: Path, reference: dict[str, str], tmp_path: Path
+) -> None:
+    options = Options(diff_customers=5, partitions=3, executor=Executor(workers=2))
+    assert _outputs(_run(snapshot, 2, options), tmp_path) == reference
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_the_same_outputs(
+    snapshot: Path, reference: dict[str, str], tmp_path: Path
+) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        options = Options(
+            diff_customers=5,
+            partitions=4,
+            executor=Executor(dask_address=cluster.scheduler_address),
+        )
+        result = _run(snapshot, 2, options)
+    assert _outputs(result, tmp_path) == reference
+
+
+def test_detail_and_counts_match_the_single_run(snapshot: Path) -> None:
+    one = _run(snapshot, 3, Options(diff_customers=5))
+    many = _run(snapshot, 3, Options(diff_customers=5, partitions=5))
+    pd.testing.assert_frame_equal(one.customers, many.customers)
+    pd.testing.assert_frame_equal(one.lines, many.lines)
+    pd.testing.assert_frame_equal(one.waterfall, many.waterfall)
+    pd.testing.assert_frame_equal(one.monthly, many.monthly)
+    assert one.counts == many.counts
+    assert one.diffs == many.diffs
+    assert one.verdict == many.verdict
+
+
+def _flaky(payload: tuple[str, int]) -> int:
+    marker, value = payload
+    path = Path(marker)
+    if value == 2 and not path.exists():
+        path.write_text("failed once")
+        raise RuntimeError("worker lost")
+    return value * 10
+
+
+def _broken(payload: int) -> int:
+    raise RuntimeError(f"cannot price partition {payload}")
+
+
+def test_failed_partition_is_retried_once(tmp_path: Path) -> None:
+    tasks = [Task(k, (str(tmp_path / "marker"), k)) for k in range(4)]
+    assert run_tasks(_flaky, tasks, Executor(), stage="t") == [0, 10, 20, 30]
+
+
+def test_partition_failing_twice_is_named_with_its_customers() -> None:
+    tasks = [Task(k, k) for k in range(3)]
+    with pytest.raises(PartitionError, match=r"partition 0 failed 2 times .* holds 3 customers: a"):
+        run_tasks(_broken, tasks, Executor(workers=2), stage="t", who=lambda k: "3 customers: a")
+
+
+def test_too_many_partitions_is_a_clear_error(snapshot: Path) -> None:
+    from shadowbill.errors import InputError
+
+    with pytest.raises(InputError, match="partitions must be between 1 and 256"):
+        _run(snapshot, 2, Options(partitions=1000))
+
+
+if os.environ.get("CI") == "true":  # the Dask path must run in CI, never skip there
+    import distributed  # noqa: F401
