@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from shadowbill.mappings.policy import Policy
@@ -14,6 +15,22 @@ def _some(values: pd.Series) -> str:
     shown = [str(v) for v in values.drop_duplicates().head(_NAMES_SHOWN)]
     more = values.nunique() - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def gate_relevant(findings: pd.DataFrame, policy: Policy, phase: int) -> np.ndarray:
+    """The findings the gate reads: comparison A, unexplained, and causes the phase forbids.
+
+    A partitioned run keeps only these in memory; the gate's verdict is the same.
+    """
+    allowed = set(policy.for_phase(phase).allowed_causes) | {"unexplained"}
+    cause = findings["cause"]
+    invoice_b = ((findings["comparison"] == "B") & (findings["level"] == "invoice")).to_numpy(
+        dtype=bool
+    )
+    keep = (findings["comparison"] == "A").to_numpy(dtype=bool)
+    keep |= (cause == "unexplained").to_numpy(dtype=bool, na_value=False)
+    keep |= invoice_b & ~cause.isin(allowed).to_numpy(dtype=bool)
+    return keep
 
 
 def evaluate_gate(

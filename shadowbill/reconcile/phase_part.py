@@ -11,6 +11,7 @@ sixty-four give byte-identical results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ from shadowbill.mappings.rollout import Rollout, target_price_catalog
 from shadowbill.mappings.translate import translate
 from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
 from shadowbill.reconcile.compare_b import Sides, attribute_invoices
+from shadowbill.reconcile.findings_spill import FindingStats, Spill, ordered, spill
+from shadowbill.reconcile.gate import gate_relevant
 from shadowbill.reconcile.periods import add_months
 from shadowbill.reconcile.pricing import PricedInvoices, price
 from shadowbill.reconcile.projection import project_usage
@@ -71,7 +74,9 @@ class PhasePart:
     """One partition's findings and per-customer frames, ready to be combined."""
 
     phase_name: str
-    findings: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]  # A, B per invoice, B per customer
+    spill: Spill  # every finding, on disk in output order
+    notable: pd.DataFrame  # the findings the gate reads (gate_relevant), output order, + _bucket
+    stats: FindingStats
     customers: pd.DataFrame
     waterfall: pd.DataFrame
     monthly: pd.DataFrame
@@ -181,12 +186,15 @@ def reconcile_part(
     phase: int,
     policy: Policy,
     window: Window | None,
+    spill_path: Path,
     *,
     projection_months: int = 12,
 ) -> tuple[PhasePart, Window]:
     """Reconcile the customers of one partition over the shared window.
 
     ``window`` None takes it from this snapshot alone: right only for the whole estate.
+    The partition's findings go to ``spill_path``; the share keeps their counts and the
+    findings the gate and the report read (comparison A, unexplained).
     """
     as_of = window.as_of if window is not None else resolve_as_of(snapshot, rollout)
     plan = translate(snapshot, rollout, phase, as_of=as_of)
@@ -211,13 +219,19 @@ def reconcile_part(
         | actual["subscription_id"].isin(plan.unmapped["subscription_id"])
     ]
     history_end = cohort_invoices["period_end"].max() if len(cohort_invoices) else None
-    part = PhasePart(
-        phase_name=plan.phase_name,
-        findings=(
+    findings, buckets = ordered(
+        (
             findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
             b_findings(attributed, plan, policy),
             customer_findings(waterfall, customers, policy),
-        ),
+        )
+    )
+    keep = gate_relevant(findings, policy, phase)
+    part = PhasePart(
+        phase_name=plan.phase_name,
+        spill=spill(findings, buckets, spill_path),
+        notable=findings[keep].assign(_bucket=buckets[keep]),
+        stats=FindingStats.of(findings),
         customers=customers,
         waterfall=waterfall,
         monthly=monthly_view(
@@ -249,10 +263,20 @@ def _sorted(frames: list[pd.DataFrame], by: list[str]) -> pd.DataFrame:
     return out.sort_values(by, kind="stable", na_position="last").reset_index(drop=True)
 
 
-def combine_findings(parts: list[PhasePart]) -> pd.DataFrame:
-    """All partitions' findings in the order one whole-estate run gives them."""
-    groups = [_sorted([p.findings[i] for p in parts], FINDING_SORT) for i in range(3)]
-    return pd.concat(groups, ignore_index=True)
+def combine_notable(parts: list[PhasePart]) -> pd.DataFrame:
+    """The partitions' comparison A and unexplained findings, in output (bucket) order."""
+    whole = pd.concat([p.notable for p in parts], ignore_index=True)
+    # rows of one bucket all come from one partition, already in order
+    whole = whole.sort_values("_bucket", kind="stable").drop(columns="_bucket")
+    return whole.reset_index(drop=True)
+
+
+def combine_stats(parts: list[PhasePart]) -> FindingStats:
+    """The counts of every partition's findings."""
+    total = FindingStats()
+    for p in parts:
+        total = total.add(p.stats)
+    return total
 
 
 def combine_customers(parts: list[PhasePart]) -> pd.DataFrame:

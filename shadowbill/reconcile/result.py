@@ -9,6 +9,7 @@ knowing how it was computed. Money columns are ``Int64`` minor units of the row'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -134,3 +135,17 @@ class ReconciliationResult:
     fingerprints: dict[str, str] = field(default_factory=dict)
     # Counts that do not fit a frame: cohort size, invoices compared, quarantined rows...
     counts: dict[str, int] = field(default_factory=dict)
+    # Large runs keep every finding on disk: then ``findings_file`` is the Parquet file of
+    # all findings, ``findings`` holds only those the gate reads (``gate.gate_relevant``:
+    # comparison A, unexplained, causes the phase forbids), and
+    # ``finding_stats`` has the counts of all of them (FindingStats.as_summary's shape).
+    findings_file: Path | None = None
+    finding_stats: dict[str, Any] | None = None
+    # Keeps the run's working folder (the findings file) alive as long as the result.
+    workdir: Any = field(default=None, repr=False, compare=False)
+
+    def all_findings(self) -> pd.DataFrame:
+        """Every finding in memory (reads the findings file of a large run: mind its size)."""
+        if self.findings_file is None:
+            return self.findings
+        return pd.read_parquet(self.findings_file)

@@ -15,6 +15,8 @@ window (skipped for one partition); (3) each partition reconciled over that wind
 
 from __future__ import annotations
 
+import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -27,6 +29,7 @@ from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
 from shadowbill.partitions import check_partitions
 from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
+from shadowbill.reconcile.findings_spill import merge_spills
 from shadowbill.reconcile.gate import evaluate_gate
 from shadowbill.reconcile.phase_part import (
     Bounds,
@@ -35,9 +38,10 @@ from shadowbill.reconcile.phase_part import (
     combine_counts,
     combine_customers,
     combine_drift,
-    combine_findings,
     combine_monthly,
+    combine_notable,
     combine_pricing_errors,
+    combine_stats,
     combine_unmapped,
     combine_waterfall,
     estate_as_of,
@@ -69,6 +73,9 @@ class Options:
     diff_customers: int = 60  # of those, customers with a structured legacy-vs-new diff
     partitions: int = 1  # customers hashed into this many partitions
     executor: Executor = field(default_factory=Executor)
+    # Where partitions write their findings (a fresh temporary folder when None); on a
+    # Dask cluster of several machines it must be a folder every worker sees.
+    work_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,24 @@ class PartJob:
     partition: int
     partitions: int
     projection_months: int
+    spill_dir: Path
     as_of: pd.Timestamp | None = None
     window: Window | None = None
+
+
+class _Workdir:
+    """The run's working folder: a fresh temporary one unless given; removed with the result."""
+
+    def __init__(self, given: Path | None) -> None:
+        if given is None:
+            self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+                prefix="shadowbill-run-"
+            )
+            self.path = Path(self._tmp.name)
+        else:
+            self._tmp = None
+            self.path = Path(given).resolve() / f"run-{uuid.uuid4().hex[:12]}"
+            self.path.mkdir(parents=True, exist_ok=True)
 
 
 @cache
@@ -140,6 +163,7 @@ def part_task(job: PartJob) -> tuple[PhasePart, Window]:
         job.phase,
         _policy(job),
         job.window,
+        job.spill_dir / f"findings-{job.partition:03d}-of-{job.partitions:03d}.arrow",
         projection_months=job.projection_months,
     )
 
@@ -164,11 +188,14 @@ def _run_parts(
     phase: int,
     options: Options,
     progress: Progress | None,
+    spill_dir: Path,
 ) -> tuple[list[PhasePart], Window]:
     """Passes 1 to 3 over every partition."""
     partitions = options.partitions
     check_partitions(partitions)
-    base = PartJob(source, rollout, policy, phase, 0, partitions, options.projection_months)
+    base = PartJob(
+        source, rollout, policy, phase, 0, partitions, options.projection_months, spill_dir
+    )
 
     def jobs(**changes: object) -> list[Task[PartJob]]:
         made = [replace(base, partition=k, **changes) for k in range(partitions)]  # type: ignore[arg-type]
@@ -257,9 +284,13 @@ def _assemble(
     fingerprints: dict[str, str] | None,
     options: Options,
     detail: Callable[[pd.Index, int], tuple[pd.DataFrame, dict[str, object]]],
+    workdir: _Workdir,
 ) -> ReconciliationResult:
     """One result from every partition's share: combined frames, the verdict, the detail."""
-    findings = combine_findings(parts)
+    findings = combine_notable(parts)
+    findings_file = merge_spills([p.spill for p in parts], workdir.path / "findings.parquet")
+    for p in parts:
+        p.spill.path.unlink(missing_ok=True)
     customers = combine_customers(parts)
     unmapped = combine_unmapped(parts)
     verdict = evaluate_gate(policy, phase, findings, customers, unmapped)
@@ -286,6 +317,9 @@ def _assemble(
         diffs=diffs,
         verdict=verdict,
         fingerprints=dict(fingerprints or {}),
+        findings_file=findings_file,
+        finding_stats=combine_stats(parts).as_summary(),
+        workdir=workdir,
         counts={
             "cohort_subscriptions": counts["cohort_subscriptions"],
             "mapped_subscriptions": counts["mapped_subscriptions"],
@@ -316,7 +350,8 @@ def reconcile_phase(
     The partitions run in this process (the snapshot is already in memory).
     """
     in_process = replace(options, executor=Executor(retries=options.executor.retries))
-    parts, window = _run_parts(snapshot, rollout, policy, phase, in_process, progress)
+    workdir = _Workdir(options.work_dir)
+    parts, window = _run_parts(snapshot, rollout, policy, phase, in_process, progress, workdir.path)
     return _assemble(
         parts,
         window,
@@ -326,6 +361,7 @@ def reconcile_phase(
         fingerprints,
         options,
         lambda chosen, n: _detail(snapshot, options.partitions, rollout, phase, window, chosen, n),
+        workdir,
     )
 
 
@@ -366,6 +402,7 @@ def reconcile_files(
             progress=progress,
         )
     source = Path(snapshot_dir).resolve()
+    workdir = _Workdir(options.work_dir)
     parts, window = _run_parts(
         source,
         Path(rollout.path).resolve(),
@@ -373,6 +410,7 @@ def reconcile_files(
         phase,
         options,
         progress,
+        workdir.path,
     )
     quarantine = _quarantine(source)
     return _assemble(
@@ -384,6 +422,7 @@ def reconcile_files(
         fingerprints,
         options,
         lambda chosen, n: _detail(source, options.partitions, rollout, phase, window, chosen, n),
+        workdir,
     )
 
 

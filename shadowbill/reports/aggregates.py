@@ -7,6 +7,7 @@ Counts (customers, invoices, findings) may be added across currencies.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -311,6 +312,21 @@ def top_movers(
         ups.groupby("currency", sort=False).head(per_currency).reset_index(drop=True),
         downs.groupby("currency", sort=False).head(per_currency).reset_index(drop=True),
     )
+
+
+def finding_stats(result: ReconciliationResult) -> dict[str, Any]:
+    """Counts of all findings (total, per comparison, cause, severity, level, matrix)."""
+    if result.finding_stats is not None:
+        return result.finding_stats
+    f = result.findings
+    return {
+        "total": len(f),
+        "by_comparison": findings_counts(f, "comparison"),
+        "by_cause": findings_counts(f, "cause"),
+        "by_severity": findings_counts(f, "severity"),
+        "by_level": findings_counts(f, "level"),
+        "by_comparison_and_cause": findings_matrix(f),
+    }
 
 
 def findings_counts(findings: pd.DataFrame, key: str) -> dict[str, int]:

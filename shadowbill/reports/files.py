@@ -8,6 +8,7 @@ decimals, beside the exact minor-unit integers.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from shadowbill.errors import ReportError
+from shadowbill.reconcile.findings_spill import read_batches
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
 from shadowbill.reports.xlsx import Block, Column, Sheet, write_workbook
@@ -148,22 +151,37 @@ _CUSTOMER_COLUMNS = (
 )
 
 
+def _most_severe(findings: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Most severe first, largest differences first; a stable sort keeps the input order
+    between equals, so the sheet is deterministic."""
+    rank = findings["severity"].map(_SEVERITY_ORDER).fillna(3).to_numpy(dtype=np.int64)
+    size = findings["delta"].abs().fillna(0).to_numpy(dtype=np.int64)
+    return findings.iloc[np.lexsort((-size, rank))].head(limit)
+
+
+def _sheet_findings(result: ReconciliationResult) -> tuple[pd.DataFrame, int]:
+    """The findings for the sheet (at most MAX_FINDING_ROWS) and how many there are in all."""
+    if result.findings_file is None:
+        return _most_severe(result.findings, MAX_FINDING_ROWS), len(result.findings)
+    best = result.findings.iloc[:0]
+    total = 0
+    for table in read_batches(result.findings_file):  # a bucket at a time
+        total += table.num_rows
+        best = _most_severe(pd.concat([best, table.to_pandas()]), MAX_FINDING_ROWS)
+    return best.reset_index(drop=True), total
+
+
 def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
     """Write findings.xlsx (Summary, Findings, Customers) for finance and return its path."""
     names = result.customers.drop_duplicates("customer_id").set_index("customer_id")["name"]
-    # Most severe first, largest differences first; a stable sort keeps the input order
-    # between equals, so the sheet is deterministic.
-    rank = result.findings["severity"].map(_SEVERITY_ORDER).fillna(3).to_numpy(dtype=np.int64)
-    size = result.findings["delta"].abs().fillna(0).to_numpy(dtype=np.int64)
-    findings = result.findings.iloc[np.lexsort((-size, rank))]
+    findings, total = _sheet_findings(result)
     notes = []
-    if len(findings) > MAX_FINDING_ROWS:
+    if total > MAX_FINDING_ROWS:
         notes.append(
-            f"The Findings sheet holds the {MAX_FINDING_ROWS:,} most severe of {len(findings):,}"
+            f"The Findings sheet holds the {MAX_FINDING_ROWS:,} most severe of {total:,}"
             " findings (errors, then warnings, then info; largest differences first);"
             " findings.csv and findings.parquet hold them all."
         )
-        findings = findings.head(MAX_FINDING_ROWS)
     findings = findings.assign(name=findings["customer_id"].map(names))
     customers = result.customers.sort_values("customer_id", kind="stable")
     customers = customers.assign(change_bp=agg.change_basis_points(customers))
@@ -180,9 +198,8 @@ def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
     return write_workbook(out_path, sheets)
 
 
-def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
-    """A frame as CSV through Arrow's writer (fast at millions of rows); times ISO UTC."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Timestamps as ISO UTC text to the second; everything else as Arrow writes it."""
     for i, name in enumerate(table.column_names):
         if pa.types.is_timestamp(table.schema.field(name).type):
             # Arrow's %S carries the microseconds; billing periods are whole seconds.
@@ -191,7 +208,35 @@ def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
             )
             text = pc.binary_join_element_wise(seconds, "Z", "")
             table = table.set_column(i, name, text)
+    return table
+
+
+def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
+    """A frame as CSV through Arrow's writer (fast at millions of rows); times ISO UTC."""
+    table = _csv_ready(pa.Table.from_pandas(frame, preserve_index=False))
     pa_csv.write_csv(table, out_path, pa_csv.WriteOptions(quoting_style="needed"))
+    return out_path
+
+
+def write_csv_from_parquet(parquet: Path, out_path: Path) -> Path:
+    """A findings Parquet file as the same CSV, a row group at a time (bounded memory)."""
+    writer: pa_csv.CSVWriter | None = None
+    try:
+        for table in read_batches(parquet):
+            ready = _csv_ready(table)
+            if writer is None:
+                writer = pa_csv.CSVWriter(
+                    str(out_path),
+                    ready.schema,
+                    write_options=pa_csv.WriteOptions(quoting_style="needed"),
+                )
+            writer.write_table(ready)
+        if writer is None:  # no findings: the header alone
+            empty = _csv_ready(pq.read_schema(str(parquet)).empty_table())
+            pa_csv.write_csv(empty, out_path, pa_csv.WriteOptions(quoting_style="needed"))
+    finally:
+        if writer is not None:
+            writer.close()
     return out_path
 
 
@@ -201,8 +246,12 @@ def write_findings(result: ReconciliationResult, out_dir: Path) -> list[Path]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         parquet = out_dir / "findings.parquet"
-        result.findings.to_parquet(parquet, index=False)
-        csv = write_csv(result.findings, out_dir / "findings.csv")
+        if result.findings_file is not None:
+            shutil.copyfile(result.findings_file, parquet)
+            csv = write_csv_from_parquet(parquet, out_dir / "findings.csv")
+        else:
+            result.findings.to_parquet(parquet, index=False)
+            csv = write_csv(result.findings, out_dir / "findings.csv")
         xlsx = write_xlsx(result, out_dir / "findings.xlsx")
     except OSError as exc:
         raise ReportError(f"cannot write the findings files in {out_dir}: {exc}") from exc

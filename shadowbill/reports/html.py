@@ -315,7 +315,7 @@ def _kpis(result: ReconciliationResult, totals: pd.DataFrame) -> list[tuple[str,
             f"{agg.as_int(totals['up'].sum()):,} / {agg.as_int(totals['down'].sum()):,}",
             f"{agg.as_int(totals['unchanged'].sum()):,} unchanged",
         ),
-        ("Findings", f"{len(result.findings):,}", "A, B and C, all levels"),
+        ("Findings", f"{agg.finding_stats(result)['total']:,}", "A, B and C, all levels"),
         (
             "Unexplained",
             f"{unexplained_customers:,}",
@@ -353,6 +353,7 @@ def render_html(result: ReconciliationResult, *, findings_href: str = "findings.
     detail = detail_customers(result)
     causes = agg.cause_totals(result.waterfall)
     cause_currencies, cause_pivot = _cause_pivot(causes)
+    stats = agg.finding_stats(result)
     script = _asset("report.js")
     context = {
         "title": f"Shadow billing reconciliation · phase {result.phase}: {result.phase_name}",
@@ -378,9 +379,9 @@ def render_html(result: ReconciliationResult, *, findings_href: str = "findings.
         "causes": _cause_rows(causes),
         "cause_currencies": cause_currencies,
         "cause_pivot": cause_pivot,
-        "findings_matrix": agg.findings_matrix(result.findings),
-        "findings_severity": agg.findings_counts(result.findings, "severity"),
-        "findings_total": len(result.findings),
+        "findings_matrix": stats["by_comparison_and_cause"],
+        "findings_severity": stats["by_severity"],
+        "findings_total": stats["total"],
         "segments": _segment_rows(agg.segment_totals(result.customers)),
         "ups": _mover_rows(ups),
         "downs": _mover_rows(downs),

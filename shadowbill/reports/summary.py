@@ -46,7 +46,6 @@ def build_summary(result: ReconciliationResult) -> dict[str, Any]:
     agg.check_result(result)
     c = result.customers
     direction = agg.change_direction(c)
-    findings = result.findings
     exceptions = agg.exception_frames(result)
     unexplained = exceptions["unexplained"]
     status = c["status"].astype("string")
@@ -84,14 +83,7 @@ def build_summary(result: ReconciliationResult) -> dict[str, Any]:
             str(r.bucket): agg.as_int(r.customers)
             for r in agg.change_histogram(c).itertuples(index=False)
         },
-        "findings": {
-            "total": len(findings),
-            "by_comparison": agg.findings_counts(findings, "comparison"),
-            "by_cause": agg.findings_counts(findings, "cause"),
-            "by_severity": agg.findings_counts(findings, "severity"),
-            "by_level": agg.findings_counts(findings, "level"),
-            "by_comparison_and_cause": agg.findings_matrix(findings),
-        },
+        "findings": agg.finding_stats(result),
         "unexplained": {
             "findings": len(unexplained),
             "customers": int((c["unexplained"].fillna(0) != 0).sum()),

@@ -1,0 +1,142 @@
+"""Findings kept on disk, so the whole estate's findings never sit in one process's memory.
+
+Each partition writes its findings to an Arrow file in bucket order (then comparison A,
+B per invoice, B per customer, each in findings order) and hands back only counts and
+the findings the gate and the report need (comparison A and unexplained). The driver
+then writes ``findings.parquet`` bucket by bucket, one row group per bucket, reading
+each bucket's rows from the one partition that holds it: the file is the same bytes
+whatever the partition count, and memory is bounded by a bucket.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shadowbill.partitions import BUCKETS, bucket_of
+from shadowbill.reconcile.findings import empty_findings
+
+STAT_KEYS = ("comparison", "cause", "severity", "level")
+
+
+@cache
+def findings_schema() -> pa.Schema:
+    """The Arrow schema of findings (from the pinned pandas columns, no index)."""
+    return pa.Schema.from_pandas(empty_findings(), preserve_index=False)
+
+
+@dataclass(frozen=True)
+class Spill:
+    """One partition's findings on disk: the file and where each bucket's rows start."""
+
+    path: Path
+    batches: dict[int, int]  # bucket -> the record batch holding its rows
+
+
+@dataclass
+class FindingStats:
+    """Counts of findings per comparison, cause, severity, level and comparison x cause."""
+
+    total: int = 0
+    by: dict[str, Counter[str]] = field(default_factory=lambda: {k: Counter() for k in STAT_KEYS})
+    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, findings: pd.DataFrame) -> FindingStats:
+        """The counts of one findings frame."""
+        stats = cls(total=len(findings))
+        text = {k: findings[k].astype("string").fillna("") for k in STAT_KEYS}
+        for key in STAT_KEYS:
+            stats.by[key].update({str(k): int(v) for k, v in text[key].value_counts().items()})
+        pairs = (text["comparison"] + "\x1f" + text["cause"]).value_counts()
+        for joined, n in pairs.items():
+            comparison, cause = str(joined).split("\x1f", 1)
+            stats.pairs[(comparison, cause)] += int(n)
+        return stats
+
+    def add(self, other: FindingStats) -> FindingStats:
+        """The counts of both (partitions are disjoint, so counts add)."""
+        out = FindingStats(self.total + other.total)
+        for key in STAT_KEYS:
+            out.by[key] = self.by[key] + other.by[key]
+        out.pairs = self.pairs + other.pairs
+        return out
+
+    def as_summary(self) -> dict[str, Any]:
+        """Plain data in the shape of summary.json's ``findings`` block (keys sorted)."""
+        matrix: dict[str, dict[str, int]] = {}
+        for (comparison, cause), n in sorted(self.pairs.items()):
+            matrix.setdefault(comparison, {})[cause] = n
+        return {
+            "total": self.total,
+            **{f"by_{k}": {v: n for v, n in sorted(self.by[k].items())} for k in STAT_KEYS},
+            "by_comparison_and_cause": matrix,
+        }
+
+
+def ordered(groups: tuple[pd.DataFrame, ...]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One partition's findings in output order (bucket, group, findings order) and buckets."""
+    frames = [g.assign(_group=i) for i, g in enumerate(groups)]
+    whole = pd.concat(frames, ignore_index=True)
+    buckets = bucket_of(whole["customer_id"])
+    order = np.lexsort((whole["_group"].to_numpy(), buckets))  # stable within equal keys
+    return whole.iloc[order].drop(columns="_group").reset_index(drop=True), buckets[order]
+
+
+def spill(findings: pd.DataFrame, buckets: np.ndarray, path: Path) -> Spill:
+    """Write a partition's ordered findings to an Arrow file, one record batch per bucket."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(
+        findings, schema=findings_schema(), preserve_index=False
+    ).combine_chunks()
+    offsets = np.searchsorted(buckets, np.arange(BUCKETS + 1), side="left")
+    batches: dict[int, int] = {}
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        for b in range(BUCKETS):
+            lo, hi = int(offsets[b]), int(offsets[b + 1])
+            if hi > lo:
+                (batch,) = table.slice(lo, hi - lo).to_batches(max_chunksize=hi - lo)
+                writer.write_batch(batch)
+                batches[b] = len(batches)
+    return Spill(path, batches)
+
+
+def _bucket_tables(spills: list[Spill]) -> Iterator[pa.Table]:
+    """Each bucket's rows in bucket order, from the one partition holding the bucket."""
+    partitions = len(spills)
+    files = [pa.OSFile(str(s.path), "rb") for s in spills]
+    try:
+        readers = [pa.ipc.open_file(f) for f in files]
+        for b in range(BUCKETS):
+            k = b % partitions
+            if b in spills[k].batches:
+                batch = readers[k].get_batch(spills[k].batches[b])
+                yield pa.Table.from_batches([batch], schema=findings_schema())
+    finally:
+        for f in files:
+            f.close()
+
+
+def merge_spills(spills: list[Spill], out_path: Path) -> Path:
+    """Write every partition's findings into one Parquet file, one row group per bucket."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(str(out_path), findings_schema()) as writer:
+        for table in _bucket_tables(spills):
+            writer.write_table(table, row_group_size=table.num_rows)
+    return out_path
+
+
+def read_batches(path: Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """A findings Parquet file, one row group at a time (bounded memory)."""
+    file = pq.ParquetFile(str(path))
+    for i in range(file.num_row_groups):
+        yield file.read_row_group(i, columns=columns)
