@@ -57,3 +57,40 @@ class PlanError(ShadowbillError):
 
 class PartitionError(ShadowbillError):
     """A partition of a run that failed twice; the message names it and its customers."""
+
+
+class TargetError(ShadowbillError):
+    """A migration target that cannot be used, refused a request, or cannot carry a batch."""
+
+
+class MissingApiKeyError(TargetError):
+    """The Stripe secret key is not configured (the message names the variable, never a value)."""
+
+
+class TargetRequestError(TargetError):
+    """A request the target refused after retries, with Stripe's error code and HTTP status."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class StripeCsvError(TargetError):
+    """A batch that the Stripe migration toolkit CSV cannot carry as asked."""
+
+
+class ContractError(ShadowbillError):
+    """A request that Stripe's published API specification does not allow."""
+
+
+class LocalServerError(ShadowbillError):
+    """A local Stripe-compatible server or fault proxy that could not be started."""
+
+
+class OperationsError(PlanError):
+    """A plan that cannot be turned into target operations (names the subscription or coupon)."""
+
+
+class OperationsFileError(InputError):
+    """An operations file (JSONL) that cannot be read back as operations."""
