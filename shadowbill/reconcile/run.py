@@ -23,11 +23,13 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from shadowbill.mappings.policy import Policy, load_policy
 from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
-from shadowbill.partitions import check_partitions
+from shadowbill.partitions import bucket_of, check_partitions, partition_of
 from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
 from shadowbill.reconcile.findings_spill import merge_spills
 from shadowbill.reconcile.gate import evaluate_gate
@@ -58,6 +60,7 @@ from shadowbill.reconcile.views import (
     plan_diffs,
     plan_moves_view,
     restrict,
+    sort_detail_lines,
 )
 from shadowbill.snapshot_buckets import snapshot_partition
 from shadowbill.snapshot_io import file_sha256, read_snapshot, snapshot_fingerprint
@@ -95,6 +98,8 @@ class PartJob:
     spill_dir: Path
     as_of: pd.Timestamp | None = None
     window: Window | None = None
+    chosen: tuple[str, ...] = ()  # pass 4: the customers the report can open
+    diff_customers: tuple[str, ...] = ()  # pass 4: of those, the ones with a diff
 
 
 class _Workdir:
@@ -142,9 +147,31 @@ def read_partition(source: Path | Snapshot, partition: int, partitions: int) -> 
         return snapshot_partition(read_snapshot(source), partition, partitions)
 
 
-def latest_task(job: PartJob) -> pd.Timestamp | None:
-    """Pass 1: the latest instant one partition's data reaches."""
-    return latest_instant(read_partition(job.source, job.partition, job.partitions))
+_DATE_COLUMNS = {
+    "subscription_items": ("valid_from", "valid_to"),
+    "subscriptions": ("current_period_start",),
+    "usage": ("period_end",),
+    "invoices": ("period_end",),
+}
+
+
+def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
+    """Pass 1: the latest instant the estate's data reaches, reading only the date columns."""
+    if isinstance(source, Snapshot):
+        return latest_instant(source)
+    latest: list[pd.Timestamp] = []
+    for table, columns in _DATE_COLUMNS.items():
+        files = sorted(source.glob(f"{table}.parquet")) + sorted(source.glob(f"{table}/*.parquet"))
+        for path in files:
+            data = pq.read_table(path, columns=list(columns))
+            for name in columns:
+                top = pc.max(data[name]).as_py()
+                if top is not None:
+                    latest.append(pd.Timestamp(top))
+    if not latest:
+        return None
+    top = max(latest)
+    return top.tz_localize("UTC") if top.tzinfo is None else top.tz_convert("UTC")
 
 
 def bounds_task(job: PartJob) -> Bounds:
@@ -189,8 +216,8 @@ def _run_parts(
     options: Options,
     progress: Progress | None,
     spill_dir: Path,
-) -> tuple[list[PhasePart], Window]:
-    """Passes 1 to 3 over every partition."""
+) -> tuple[list[PhasePart], PartJob]:
+    """Passes 1 to 3 over every partition; the parts and the job template with the window."""
     partitions = options.partitions
     check_partitions(partitions)
     base = PartJob(
@@ -213,13 +240,12 @@ def _run_parts(
             rows=lambda r: r[0].counts["invoices_compared"],
             progress=progress,
         )[0]
-        return [part], window
+        return [part], replace(base, as_of=window.as_of, window=window)
     rollout_obj = rollout if isinstance(rollout, Rollout) else _rollout_at(rollout)
     latest: list[pd.Timestamp | None] = []
     if rollout_obj.spec.as_of is None:
-        latest = run_tasks(latest_task, jobs(), run, stage="dates", who=who, progress=progress)
-    whole = Snapshot.from_frames({})
-    as_of = estate_as_of(rollout_obj, latest, whole)
+        latest = [_estate_latest(source)]
+    as_of = estate_as_of(rollout_obj, latest, Snapshot.from_frames({}))
     bounds = run_tasks(
         bounds_task, jobs(as_of=as_of), run, stage="plan", who=who, progress=progress
     )
@@ -233,46 +259,52 @@ def _run_parts(
         rows=lambda r: r[0].counts["invoices_compared"],
         progress=progress,
     )
-    return [r[0] for r in results], window
+    return [r[0] for r in results], replace(base, as_of=as_of, window=window)
+
+
+def detail_task(job: PartJob) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Pass 4: side-by-side lines and diffs of the chosen customers this partition holds."""
+    part = read_partition(job.source, job.partition, job.partitions)
+    chosen = pd.Index(job.chosen)
+    customers = part["customers"]
+    mine = customers["customer_id"].isin(chosen)
+    if not mine.any() or job.window is None:
+        return empty_frame(LINE_COLUMNS), {}
+    subs = part["subscriptions"]
+    subset = restrict(part, subs.loc[subs["customer_id"].isin(chosen), "subscription_id"])
+    subset = Snapshot({**subset.tables, "customers": customers[mine]})
+    rollout = _rollout(job)
+    plan = translate(subset, rollout, job.phase, as_of=job.window.as_of)
+    sides = price_sides(subset, plan, rollout, job.window)
+    lines = detail_lines(chosen, subset, sides.l0, sides.new, job.window.start)
+    return lines, plan_diffs(plan, subset, pd.Index(job.diff_customers))
 
 
 def _detail(
-    source: Path | Snapshot,
-    partitions: int,
-    rollout: Rollout,
-    phase: int,
-    window: Window,
-    chosen: pd.Index,
-    diff_count: int,
+    base: PartJob, executor: Executor, chosen: pd.Index, diff_count: int
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Pass 4: side-by-side lines and diffs of the chosen customers, re-priced alone."""
-    pieces = []
-    for k in range(partitions):
-        part = read_partition(source, k, partitions)
-        subs = part["subscriptions"]
-        ids = subs.loc[subs["customer_id"].isin(chosen), "subscription_id"]
-        if len(ids):
-            pieces.append(restrict(part, ids))
-    if not pieces:
+    """Pass 4 over the partitions holding chosen customers; lines and diffs in one order."""
+    wanted = set(partition_of(bucket_of(pd.Series(chosen, dtype="string")), base.partitions))
+    jobs = [
+        Task(
+            k,
+            replace(
+                base,
+                partition=k,
+                chosen=tuple(chosen),
+                diff_customers=tuple(chosen[:diff_count]),
+            ),
+        )
+        for k in sorted(wanted)
+    ]
+    results = run_tasks(detail_task, jobs, executor, stage="detail")
+    if not results:
         return empty_frame(LINE_COLUMNS), {}
-    subset = Snapshot(
-        {
-            name: pd.concat([p[name] for p in pieces], ignore_index=True)
-            if name != "tax_rates"
-            else pieces[0][name]
-            for name in pieces[0].tables
-        }
-    )
-    subset = Snapshot(
-        {
-            **subset.tables,
-            "customers": subset["customers"][subset["customers"]["customer_id"].isin(chosen)],
-        }
-    )
-    plan = translate(subset, rollout, phase, as_of=window.as_of)
-    sides = price_sides(subset, plan, rollout, window)
-    lines = detail_lines(chosen, subset, sides.l0, sides.new, window.start)
-    return lines, plan_diffs(plan, subset, chosen[:diff_count])
+    lines = sort_detail_lines(pd.concat([r[0] for r in results], ignore_index=True))
+    diffs: dict[str, object] = {}
+    for _, part_diffs in results:
+        diffs.update(part_diffs)
+    return lines, {k: diffs[k] for k in sorted(diffs)}
 
 
 def _assemble(
@@ -351,16 +383,17 @@ def reconcile_phase(
     """
     in_process = replace(options, executor=Executor(retries=options.executor.retries))
     workdir = _Workdir(options.work_dir)
-    parts, window = _run_parts(snapshot, rollout, policy, phase, in_process, progress, workdir.path)
+    parts, base = _run_parts(snapshot, rollout, policy, phase, in_process, progress, workdir.path)
+    assert base.window is not None  # set by _run_parts
     return _assemble(
         parts,
-        window,
+        base.window,
         phase,
         policy,
         snapshot.quarantine,
         fingerprints,
         options,
-        lambda chosen, n: _detail(snapshot, options.partitions, rollout, phase, window, chosen, n),
+        lambda chosen, n: _detail(base, in_process.executor, chosen, n),
         workdir,
     )
 
@@ -403,7 +436,7 @@ def reconcile_files(
         )
     source = Path(snapshot_dir).resolve()
     workdir = _Workdir(options.work_dir)
-    parts, window = _run_parts(
+    parts, base = _run_parts(
         source,
         Path(rollout.path).resolve(),
         None if policy_path is None else Path(policy_path).resolve(),
@@ -413,15 +446,16 @@ def reconcile_files(
         workdir.path,
     )
     quarantine = _quarantine(source)
+    assert base.window is not None  # set by _run_parts
     return _assemble(
         parts,
-        window,
+        base.window,
         phase,
         policy,
         quarantine,
         fingerprints,
         options,
-        lambda chosen, n: _detail(source, options.partitions, rollout, phase, window, chosen, n),
+        lambda chosen, n: _detail(base, options.executor, chosen, n),
         workdir,
     )
 

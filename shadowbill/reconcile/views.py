@@ -320,12 +320,16 @@ def detail_lines(
         parts.append(ln.rename(columns={"invoice_start": "period_start"}))
     out = pd.concat(parts, ignore_index=True)
     out["currency"] = out["currency"].str.upper()
-    # side, then invoice; lines keep their order within an invoice
-    out["_side"] = out["side"].map({"actual": 0, "legacy": 1, "new": 2})
-    out = out.sort_values(
+    return sort_detail_lines(out.reindex(columns=list(LINE_COLUMNS)).astype(LINE_COLUMNS))
+
+
+def sort_detail_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    """Side, then customer and invoice; lines keep their order within an invoice."""
+    side = lines["side"].map({"actual": 0, "legacy": 1, "new": 2}).rename("_side")
+    out = lines.assign(_side=side).sort_values(
         ["_side", "customer_id", "subscription_id", "period_start"], kind="stable"
     )
-    return out.reindex(columns=list(LINE_COLUMNS)).astype(LINE_COLUMNS).reset_index(drop=True)
+    return out.drop(columns="_side").reset_index(drop=True)
 
 
 def plan_diffs(plan: Plan, snapshot: Snapshot, chosen: pd.Index) -> dict[str, object]:
