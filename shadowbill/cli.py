@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from shadowbill.cli_migrate import migrate
 from shadowbill.errors import ShadowbillError
 
 if TYPE_CHECKING:
@@ -340,6 +341,8 @@ def demo(customers: int, months: int, seed: int, out_dir: Path | None) -> None:
 
     run_demo(out_dir, customers=customers, months=months, seed=seed, echo=click.echo)
 
+
+main.add_command(migrate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
