@@ -334,12 +334,20 @@ def check(
     default=None,
     help="Where to write (default: a new temporary folder).",
 )
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="Also migrate a batch of each phase to a local Stripe-compatible server.",
+)
 @_user_errors
-def demo(customers: int, months: int, seed: int, out_dir: Path | None) -> None:
+def demo(customers: int, months: int, seed: int, out_dir: Path | None, migrate: bool) -> None:
     """Run everything end to end on a fresh demo company and print where the outputs are."""
     from shadowbill.demo.run import run_demo
 
-    run_demo(out_dir, customers=customers, months=months, seed=seed, echo=click.echo)
+    run_demo(
+        out_dir, customers=customers, months=months, seed=seed, migrate=migrate, echo=click.echo
+    )
 
 
 main.add_command(migrate)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from shadowbill.demo.generate import generate
+from shadowbill.demo.migration import run_migration_demo
 from shadowbill.migrate.extract import extract
 from shadowbill.reconcile.pricing_run import price_to_files
 from shadowbill.reconcile.result import ReconciliationResult
@@ -31,9 +32,11 @@ def run_demo(
     months: int = 12,
     seed: int = 7,
     phase: int = 2,
+    migrate: bool = True,
     echo: Callable[[str], object] = print,
 ) -> dict[str, Path]:
-    """Generate, extract, price and reconcile a demo company; return where each output is."""
+    """Generate, extract, price and reconcile a demo company, then migrate a batch of each
+    phase to a local Stripe-compatible server; return where each output is."""
     out = (
         Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="shadowbill-demo-"))
     )
@@ -41,19 +44,19 @@ def run_demo(
     examples = examples_dir()
     started = time.perf_counter()
 
-    echo(f"1/4 demo company: {customers:,} customers x {months} months (seed {seed})")
+    echo(f"1/5 demo company: {customers:,} customers x {months} months (seed {seed})")
     demo = generate(out / "legacy.db", customers=customers, months=months, seed=seed)
     echo(demo.describe())
 
-    echo("2/4 extract the legacy database into a canonical snapshot")
+    echo("2/5 extract the legacy database into a canonical snapshot")
     snapshot_dir = out / "snapshot"
     extract(f"sqlite:///{demo.db_path}", demo.spec_path, snapshot_dir, progress=False)
 
-    echo("3/4 recompute the legacy history with the legacy catalog")
+    echo("3/5 recompute the legacy history with the legacy catalog")
     priced_dir = out / "priced-legacy"
     price_to_files(snapshot_dir, examples / "legacy_catalog.yaml", priced_dir, start=None, end=None)
 
-    echo(f"4/4 reconcile phase {phase} of the rollout and write the finance report")
+    echo(f"4/5 reconcile phase {phase} of the rollout and write the finance report")
     result = reconcile_files(
         snapshot_dir, examples / "rollout.yaml", phase, examples / "policy.yaml"
     )
@@ -68,6 +71,14 @@ def run_demo(
         f"legacy drift (comparison A, phase {phase} cohort): found {found} of the {planted} planted "
         f"legacy billing errors in this cohort, {other} other differences"
     )
+    migrated: dict[str, Path] = {}
+    if migrate:
+        echo("")
+        echo(
+            "5/5 migrate a batch of each phase to a local Stripe-compatible server:"
+            " plan, gate, apply, verify (comparison C), cut over"
+        )
+        migrated = run_migration_demo(out / "migration", examples, echo=echo)
     echo(f"done in {time.perf_counter() - started:.1f} s. Outputs:")
     outputs = {
         "legacy database": demo.db_path,
@@ -75,6 +86,7 @@ def run_demo(
         "snapshot": snapshot_dir,
         "legacy recomputed": priced_dir,
         **{f"report {k}": v for k, v in written.items()},
+        **migrated,
     }
     width = max(len(k) for k in outputs)
     for name, path in outputs.items():

@@ -24,6 +24,7 @@ from typing import Any
 import stripe
 
 from shadowbill.demo.generate import generate
+from shadowbill.demo.migration import shift_dates
 from shadowbill.demo.run import examples_dir
 from shadowbill.migrate.extract import extract
 
@@ -59,14 +60,6 @@ class DemoEnv:
         )
 
 
-def _shift(text: str, months: int) -> str:
-    def moved(m: re.Match[str]) -> str:
-        k = int(m[1]) * 12 + int(m[2]) - 1 + months
-        return f"{k // 12:04d}-{k % 12 + 1:02d}-{m[3]}"
-
-    return re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", moved, text)
-
-
 def demo_env(customers: int = 60, seed: int = 3) -> DemoEnv:
     """The demo company (cached per process): history of 6 months ending ~1 month from now."""
     key = (customers, seed)
@@ -85,7 +78,7 @@ def demo_env(customers: int = 60, seed: int = 3) -> DemoEnv:
     examples = root / "examples"
     shutil.copytree(examples_dir(), examples)
     rollout = examples / "rollout.yaml"
-    rollout.write_text(_shift(rollout.read_text(), months))
+    rollout.write_text(shift_dates(rollout.read_text(), months))
     catalog = examples / "new_catalog.yaml"
     catalog.write_text(
         re.sub(r"unit_amount_decimal: '0\.\d+'", "unit_amount: 1", catalog.read_text())
