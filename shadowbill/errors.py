@@ -94,3 +94,15 @@ class OperationsError(PlanError):
 
 class OperationsFileError(InputError):
     """An operations file (JSONL) that cannot be read back as operations."""
+
+
+class MigrationError(ShadowbillError):
+    """A migration step that cannot run as asked; names the batch and what to do."""
+
+
+class InputsChangedError(MigrationError):
+    """The batch's inputs (customer rows, rollout, catalogs, policy) changed since its plan."""
+
+
+class GateClosedError(MigrationError):
+    """A batch asked to be applied or cut over without a passed (or forced) gate."""

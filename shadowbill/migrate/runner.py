@@ -43,7 +43,12 @@ import pandas as pd
 import sqlalchemy as sa
 import stripe
 
-from shadowbill.errors import ShadowbillError
+from shadowbill.errors import (
+    GateClosedError,
+    InputsChangedError,
+    MigrationError,
+    ShadowbillError,
+)
 from shadowbill.ledger import Batch, Ledger, LedgerError
 from shadowbill.ledger import states as st
 from shadowbill.mappings.keys import isin
@@ -92,18 +97,6 @@ _KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
 _IDS_PARAM = re.compile(r":subscription_ids\b")
 _ID_PARAM = re.compile(r":subscription_id\b")
 _FILE_INPUTS: Final = ("rollout", "legacy_catalog", "new_catalog", "policy")
-
-
-class MigrationError(ShadowbillError):
-    """A migration step that cannot run as asked; names the batch and what to do."""
-
-
-class InputsChangedError(MigrationError):
-    """The batch's inputs (customer rows, rollout, catalogs, policy) changed since its plan."""
-
-
-class GateClosedError(MigrationError):
-    """A batch asked to be applied or cut over without a passed (or forced) gate."""
 
 
 # ------------------------------------------------------------------ results ----
