@@ -23,24 +23,33 @@ SUBSCRIPTION_COLUMNS = TABLES["subscriptions"].column_names
 CUSTOMER_COLUMNS = TABLES["customers"].column_names
 
 
+# The dates an estate's "now" is read from when the rollout sets no as_of.
+AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
+    "subscription_items": ("valid_from", "valid_to"),
+    "subscriptions": ("current_period_start",),
+    "usage": ("period_end",),
+    "invoices": ("period_end",),
+}
+
+
+def latest_instant(snapshot: Snapshot) -> pd.Timestamp | None:
+    """The latest instant a snapshot's data reaches (AS_OF_COLUMNS), or None without dates."""
+    candidates = [snapshot[t][c] for t, cols in AS_OF_COLUMNS.items() for c in cols]
+    latest = [s.max() for s in candidates if len(s) and s.notna().any()]
+    return pd.Timestamp(max(latest)).tz_convert("UTC") if latest else None
+
+
 def resolve_as_of(snapshot: Snapshot, rollout: Rollout) -> pd.Timestamp:
     """The instant cohorts are evaluated at: the rollout's ``as_of``, else the latest
     instant the snapshot's data reaches (never the wall clock, so reruns are identical)."""
     if rollout.spec.as_of is not None:
         return pd.Timestamp(rollout.spec.as_of).tz_convert("UTC")
-    candidates = [
-        snapshot["subscription_items"]["valid_from"],
-        snapshot["subscription_items"]["valid_to"],
-        snapshot["subscriptions"]["current_period_start"],
-        snapshot["usage"]["period_end"],
-        snapshot["invoices"]["period_end"],
-    ]
-    latest = [s.max() for s in candidates if len(s) and s.notna().any()]
-    if not latest:
+    latest = latest_instant(snapshot)
+    if latest is None:
         raise RolloutError(
             f"{rollout.path}: as_of is not set and the snapshot has no dates to take it from"
         )
-    return pd.Timestamp(max(latest)).tz_convert("UTC")
+    return latest
 
 
 def product_of(cats: Catalogs) -> dict[str, str]:

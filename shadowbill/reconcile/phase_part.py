@@ -86,19 +86,6 @@ class PhasePart:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def latest_instant(snapshot: Snapshot) -> pd.Timestamp | None:
-    """The latest instant a snapshot's data reaches, or None when it has no dates."""
-    candidates = [
-        snapshot["subscription_items"]["valid_from"],
-        snapshot["subscription_items"]["valid_to"],
-        snapshot["subscriptions"]["current_period_start"],
-        snapshot["usage"]["period_end"],
-        snapshot["invoices"]["period_end"],
-    ]
-    latest = [s.max() for s in candidates if len(s) and s.notna().any()]
-    return pd.Timestamp(max(latest)).tz_convert("UTC") if latest else None
-
-
 def estate_as_of(
     rollout: Rollout, latest: list[pd.Timestamp | None], whole: Snapshot
 ) -> pd.Timestamp:

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shadowbill.mappings.cohort import AS_OF_COLUMNS, latest_instant
 from shadowbill.mappings.policy import Policy, load_policy
 from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
@@ -47,7 +48,6 @@ from shadowbill.reconcile.phase_part import (
     combine_unmapped,
     combine_waterfall,
     estate_as_of,
-    latest_instant,
     plan_bounds,
     price_sides,
     reconcile_part,
@@ -147,20 +147,12 @@ def read_partition(source: Path | Snapshot, partition: int, partitions: int) -> 
         return snapshot_partition(read_snapshot(source), partition, partitions)
 
 
-_DATE_COLUMNS = {
-    "subscription_items": ("valid_from", "valid_to"),
-    "subscriptions": ("current_period_start",),
-    "usage": ("period_end",),
-    "invoices": ("period_end",),
-}
-
-
 def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
     """Pass 1: the latest instant the estate's data reaches, reading only the date columns."""
     if isinstance(source, Snapshot):
         return latest_instant(source)
     latest: list[pd.Timestamp] = []
-    for table, columns in _DATE_COLUMNS.items():
+    for table, columns in AS_OF_COLUMNS.items():
         files = sorted(source.glob(f"{table}.parquet")) + sorted(source.glob(f"{table}/*.parquet"))
         for path in files:
             data = pq.read_table(path, columns=list(columns))
