@@ -61,16 +61,32 @@ def main() -> None:
 @click.option(
     "--chunk-size", default=200_000, show_default=True, help="Rows read from the source per chunk."
 )
+@click.option(
+    "--layout",
+    type=click.Choice(["buckets", "single"]),
+    default="buckets",
+    show_default=True,
+    help="buckets: one Parquet file per customer bucket, streamed through a spill on disk"
+    " (memory bounded by --chunk-size); single: one file per table, validated in memory"
+    " (snapshot format version 1).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
 @_user_errors
 def extract(
-    source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, quiet: bool
+    source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, layout: str, quiet: bool
 ) -> None:
     """Extract a legacy source into a canonical snapshot folder (Parquet + manifest)."""
     from shadowbill.migrate.extract import extract as run_extract
     from shadowbill.migrate.extract_summary import print_summary
 
-    result = run_extract(source, spec_path, out_dir, chunk_size=chunk_size, progress=not quiet)
+    result = run_extract(
+        source,
+        spec_path,
+        out_dir,
+        chunk_size=chunk_size,
+        layout="single" if layout == "single" else "buckets",
+        progress=not quiet,
+    )
     if not quiet:
         print_summary(result)
 

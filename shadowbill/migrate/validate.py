@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,29 @@ PERIODS: dict[str, tuple[tuple[str, str], ...]] = {
 # Line kinds that make up an invoice's subtotal (docs/billing-model.md).
 CHARGE_KINDS = ("recurring", "usage", "proration", "one_off")
 _OPEN_END = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """What rows validated in other bucket groups tell one group, so its verdicts equal the whole's.
+
+    Validating a snapshot bucket group by bucket group (streaming extraction) gives the verdicts
+    of one validation of the whole, except where a rule spans customers; these facts, gathered
+    over the whole source first, fill exactly those gaps.
+    """
+
+    # table -> its key columns plus ``copies``: every complete key that appears more than once
+    # in the whole table, with its number of copies. Replaces local duplicate detection.
+    duplicates: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    # item ids whose rows lie in more than one bucket: their history is judged on all rows...
+    item_ids: pd.Series = field(default_factory=lambda: pd.Series([], dtype="string"))
+    # ... with this verdict: item_id -> where its first overlapping row starts (overlaps only).
+    item_overlaps: pd.Series = field(
+        default_factory=lambda: pd.Series([], dtype="datetime64[us, UTC]")
+    )
+    # parent table -> its key column and ``_reason`` (NA: kept) for parent rows held in another
+    # bucket that rows here name; they hold the key's first copy, so their reason comes first.
+    parents: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,37 +171,98 @@ def check_rows(frame: pd.DataFrame, table: Table) -> None:
         )
 
 
-def check_duplicates(frame: pd.DataFrame, table: Table) -> None:
-    """Every copy of a key that appears more than once is quarantined (no copy silently wins)."""
+def check_duplicates(frame: pd.DataFrame, table: Table, known: pd.DataFrame | None = None) -> None:
+    """Every copy of a key that appears more than once is quarantined (no copy silently wins).
+
+    ``known`` (key columns plus ``copies``) lists the duplicated keys of the whole table when
+    ``frame`` holds only part of it; it then replaces looking for duplicates within ``frame``.
+    """
     keys = list(table.key)
     if not keys or frame.empty:
+        return
+    if known is not None:
+        _mark_known_duplicates(frame, table, known)
         return
     complete = frame[keys].notna().all(axis=1)
     dup = frame.duplicated(subset=keys, keep=False) & complete
     if not dup.any():
         return
     sizes = frame.loc[dup].groupby(keys, dropna=False)[keys[0]].transform("size")
+    _mark_duplicates(frame, table, dup, sizes)
+
+
+def _mark_known_duplicates(frame: pd.DataFrame, table: Table, known: pd.DataFrame) -> None:
+    """Quarantine the rows whose key is one of the ``known`` duplicated keys, with its count."""
+    keys = list(table.key)
+    if known.empty:
+        return
+    maybe = _member_of(frame[keys[0]], known[keys[0]])  # cheap first cut on one column
+    if not maybe.any():
+        return
+    rows = frame.loc[maybe, keys]
+    # known keys are unique, so a left merge keeps the rows and their order
+    counted = rows.merge(known[[*keys, "copies"]], on=keys, how="left")
+    sizes = pd.Series(counted["copies"].to_numpy(), index=rows.index).dropna()
+    if sizes.empty:
+        return
+    dup = pd.Series(frame.index.isin(sizes.index), index=frame.index)
+    _mark_duplicates(frame, table, dup, sizes.astype("int64"))
+
+
+def _mark_duplicates(frame: pd.DataFrame, table: Table, dup: pd.Series, sizes: pd.Series) -> None:
+    """Mark the copies of duplicated keys, saying how many copies each key has."""
     text = ("key appears " + sizes.astype("string") + " times; every copy is quarantined").astype(
         "string"
     )
     mark(frame, table, dup, "duplicate_key", text.reindex(frame.index))
 
 
-def check_item_histories(frame: pd.DataFrame, table: Table) -> None:
-    """Rows of one item_id must not overlap in validity; an item with overlaps is quarantined whole."""
+def item_overlaps(frame: pd.DataFrame) -> pd.Series:
+    """item_id -> where its first overlapping validity row starts, for items whose live rows overlap."""
     alive = frame[REASON].isna() & frame["item_id"].notna() & frame["valid_from"].notna()
     rows = frame.loc[alive, ["item_id", "valid_from", "valid_to"]].sort_values(
         ["item_id", "valid_from"], kind="stable"
     )
     if rows.empty:
-        return
+        return rows.set_index("item_id")["valid_from"]
     start = rows["valid_from"].astype("int64")
     end = _ends(rows["valid_to"])
     reach = end.groupby(rows["item_id"]).cummax().groupby(rows["item_id"]).shift()
     overlap = (start < reach).fillna(False)
-    if not overlap.any():
+    return rows.loc[overlap].drop_duplicates("item_id").set_index("item_id")["valid_from"]
+
+
+def item_history_verdict(items: pd.DataFrame, known: pd.DataFrame | None = None) -> pd.Series:
+    """:func:`item_overlaps` of staged, typed item rows as whole validation finds them.
+
+    Row checks and duplicate keys (``known``: the whole table's) decide which rows are live
+    first, as they do before histories are checked; ``items`` itself is left unmarked.
+    """
+    frame = items.copy()
+    table = TABLES["subscription_items"]
+    check_rows(frame, table)
+    check_duplicates(frame, table, known)
+    return item_overlaps(frame)
+
+
+def check_item_histories(
+    frame: pd.DataFrame, table: Table, elsewhere: Elsewhere | None = None
+) -> None:
+    """Rows of one item_id must not overlap in validity; an item with overlaps is quarantined whole.
+
+    Items listed in ``elsewhere.item_ids`` have rows outside ``frame``: their verdict is
+    ``elsewhere.item_overlaps``, found over all their rows.
+    """
+    if elsewhere is not None and len(elsewhere.item_ids):
+        spanning = _member_of(frame["item_id"], elsewhere.item_ids)
+        first = item_overlaps(frame.loc[~spanning])
+        outside = elsewhere.item_overlaps
+        if len(outside):
+            first = outside if first.empty else pd.concat([first, outside])
+    else:
+        first = item_overlaps(frame)
+    if first.empty:
         return
-    first = rows.loc[overlap].drop_duplicates("item_id").set_index("item_id")["valid_from"]
     bad_items = frame["item_id"].isin(first.index)
     at = as_text(first)
     mark(
@@ -271,20 +355,31 @@ def _member_of(values: pd.Series, allowed: pd.Series) -> pd.Series:
     return pd.Series(pc.fill_null(found, False).to_numpy(zero_copy_only=False), index=values.index)
 
 
-def cascade_foreign_keys(frames: Mapping[str, pd.DataFrame]) -> int:
-    """Rows naming a missing or quarantined parent are quarantined, parents first; returns count."""
+def cascade_foreign_keys(
+    frames: Mapping[str, pd.DataFrame], elsewhere: Elsewhere | None = None
+) -> int:
+    """Rows naming a missing or quarantined parent are quarantined, parents first; returns count.
+
+    ``elsewhere.parents`` adds parent rows held outside ``frames`` (their first copies).
+    """
     marked = 0
+    outside = elsewhere.parents if elsewhere is not None else {}
     for name in TABLE_ORDER:
         table, frame = TABLES[name], frames[name]
         for fk in table.foreign_keys:
             parent = frames[fk.table]
             pkey = TABLES[fk.table].key[0]
             values = frame[fk.column]
-            orphan = values.notna() & ~_member_of(values, parent.loc[parent[REASON].isna(), pkey])
+            alive = parent.loc[parent[REASON].isna(), pkey]
+            dead = parent.loc[parent[REASON].notna() & parent[pkey].notna(), [pkey, REASON]]
+            more = outside.get(fk.table)
+            if more is not None and len(more):
+                alive = pd.concat([alive, more.loc[more[REASON].isna(), pkey]])
+                dead = pd.concat([more.loc[more[REASON].notna(), [pkey, REASON]], dead])
+            orphan = values.notna() & ~_member_of(values, alive)
             orphan = orphan & frame[REASON].isna()
             if not orphan.any():
                 continue
-            dead = parent.loc[parent[REASON].notna() & parent[pkey].notna(), [pkey, REASON]]
             reasons = dead.drop_duplicates(pkey).set_index(pkey)[REASON]
             why = pd.Series(pd.NA, index=frame.index, dtype="string")
             why[orphan] = values[orphan].map(reasons).astype("string")
@@ -313,7 +408,7 @@ def _empty(name: str) -> pd.DataFrame:
     return empty_frame(TABLES[name])
 
 
-def _in_key_order(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+def in_key_order(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Rows in key order, so the same data gives the same files whatever the source's order."""
     keys = list(table.key)
     if len(keys) == 1 and frame[keys[0]].is_monotonic_increasing:
@@ -321,42 +416,59 @@ def _in_key_order(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return frame.sort_values(keys, kind="stable", ignore_index=True)
 
 
-def _natural_order(rejected: pd.DataFrame) -> pd.DataFrame:
+def natural_order(rejected: pd.DataFrame) -> pd.DataFrame:
     """Quarantine rows by source reference, "row 9" before "row 10" (shorter first, then text)."""
     order = rejected.assign(_len=rejected["source_ref"].str.len())
     order = order.sort_values(["_len", "source_ref", "detail"], kind="stable")
     return order.drop(columns="_len")
 
 
-def validate_tables(staged: Mapping[str, pd.DataFrame]) -> ValidationResult:
-    """Run every check over the (staged or plain) canonical frames; split kept and quarantined.
+def validate_staged(
+    staged: Mapping[str, pd.DataFrame], *, typed: bool = False, elsewhere: Elsewhere | None = None
+) -> dict[str, pd.DataFrame]:
+    """Run every check over the canonical frames; returns them staged, each failing row marked.
 
     Plain frames are copied; staged frames (with the bookkeeping columns) are marked in place.
+    ``typed``: the columns were already typed (``check_types`` ran on them, chunk by chunk).
+    ``elsewhere``: the frames hold some bucket groups of a larger source (see :class:`Elsewhere`).
     """
     frames: dict[str, pd.DataFrame] = {}
+    known = elsewhere.duplicates if elsewhere is not None else {}
     for name, table in TABLES.items():
         given = staged.get(name)
         frame = given if given is not None else _empty(name).copy()
         frame = frame if REF in frame.columns else stage(frame, table)  # staged: updated in place
-        check_types(frame, table)
+        if not typed:
+            check_types(frame, table)
         check_rows(frame, table)
-        check_duplicates(frame, table)
+        check_duplicates(frame, table, known.get(name))
         frames[name] = frame
-    check_item_histories(frames["subscription_items"], TABLES["subscription_items"])
+    check_item_histories(frames["subscription_items"], TABLES["subscription_items"], elsewhere)
     check_invoice_totals(frames["invoices"], TABLES["invoices"])
     while True:  # parents quarantine children; bad lines quarantine their invoice; until stable
-        changed = cascade_foreign_keys(frames)
+        changed = cascade_foreign_keys(frames, elsewhere)
         changed += check_invoice_lines(frames["invoices"], frames["invoice_lines"])
         if not changed:
             break
+    return frames
+
+
+def validate_tables(
+    staged: Mapping[str, pd.DataFrame], *, typed: bool = False, elsewhere: Elsewhere | None = None
+) -> ValidationResult:
+    """Run every check over the (staged or plain) canonical frames; split kept and quarantined.
+
+    Plain frames are copied; staged frames (with the bookkeeping columns) are marked in place.
+    """
+    frames = validate_staged(staged, typed=typed, elsewhere=elsewhere)
     tables: dict[str, pd.DataFrame] = {}
     parts = [empty_quarantine()]
     counts: dict[str, TableCounts] = {}
     for name, table in TABLES.items():
         clean, rejected = split_staged(frames[name], table)
-        tables[name] = _in_key_order(clean, table)
+        tables[name] = in_key_order(clean, table)
         if len(rejected):
-            parts.append(_natural_order(rejected))
+            parts.append(natural_order(rejected))
         counts[name] = TableCounts(len(frames[name]), len(clean), len(rejected))
     quarantine = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)
     return ValidationResult(tables, quarantine.astype("string"), counts)

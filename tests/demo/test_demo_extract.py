@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from shadowbill.demo.generate import DemoResult
+from shadowbill.snapshot_io import read_snapshot
 
 EXPECTED = {
     "customers": "accounts",
@@ -27,13 +28,13 @@ def test_extract_quarantines_nothing(demo: DemoResult, tmp_path: Path) -> None:
     extract.extract(
         f"sqlite:///{demo.db_path}", demo.spec_path, out, chunk_size=5000, progress=False
     )
-    quarantine = pd.read_parquet(out / "quarantine.parquet")
+    snap = read_snapshot(out)
+    quarantine = snap.quarantine
     assert quarantine.empty, quarantine.head().to_dict("records")
     for table, legacy in EXPECTED.items():
-        frame = pd.read_parquet(out / f"{table}.parquet")
-        assert len(frame) == demo.table_counts[legacy], table
-    lines = pd.read_parquet(out / "invoice_lines.parquet")
-    invoices = pd.read_parquet(out / "invoices.parquet")
+        assert len(snap[table]) == demo.table_counts[legacy], table
+    lines = snap["invoice_lines"]
+    invoices = snap["invoices"]
     planted = pd.read_csv(demo.errors_path, keep_default_na=False)
     assert set(planted["invoice_id"]) <= set(invoices["invoice_id"])
     assert set(planted["line_id"]) - {""} <= set(lines["line_id"])

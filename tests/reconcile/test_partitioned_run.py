@@ -120,7 +120,9 @@ def test_failed_partition_is_retried_once(tmp_path: Path) -> None:
 
 def test_partition_failing_twice_is_named_with_its_customers() -> None:
     tasks = [Task(k, k) for k in range(3)]
-    with pytest.raises(PartitionError, match=r"partition \d failed 2 times .* holds 3 customers: a"):
+    with pytest.raises(
+        PartitionError, match=r"partition \d failed 2 times .* holds 3 customers: a"
+    ):
         run_tasks(_broken, tasks, Executor(workers=2), stage="t", who=lambda k: "3 customers: a")
 
 
