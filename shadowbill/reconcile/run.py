@@ -141,10 +141,7 @@ def read_partition(source: Path | Snapshot, partition: int, partitions: int) -> 
     """The snapshot rows of one partition's customers, from memory or from disk."""
     if isinstance(source, Snapshot):
         return snapshot_partition(source, partition, partitions)
-    try:
-        return read_snapshot(source, partition=partition, partitions=partitions)  # type: ignore[call-arg]
-    except TypeError:  # a reader without partitions: read whole, keep the partition
-        return snapshot_partition(read_snapshot(source), partition, partitions)
+    return read_snapshot(source, partition=partition, partitions=partitions)
 
 
 def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
