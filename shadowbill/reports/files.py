@@ -22,12 +22,13 @@ from shadowbill.errors import ReportError
 from shadowbill.reconcile.findings_spill import read_batches
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
+from shadowbill.reports.payload import report_customers
 from shadowbill.reports.xlsx import Block, Column, Sheet, write_workbook
 
 # Excel's sheet limit is 1,048,576 rows. The workbook is for reading: its Findings sheet
 # keeps the 100,000 most severe findings (errors, then warnings, then info, largest
 # differences first); findings.csv and findings.parquet always hold every finding.
-MAX_SHEET_ROWS = 1_000_000
+MAX_SHEET_ROWS = 200_000  # customers listed in the workbook (the most important first)
 MAX_FINDING_ROWS = 100_000
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -187,9 +188,10 @@ def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
     customers = customers.assign(change_bp=agg.change_basis_points(customers))
     if len(customers) > MAX_SHEET_ROWS:
         notes.append(
-            f"The Customers sheet holds {MAX_SHEET_ROWS:,} of {len(customers):,} customers."
+            f"The Customers sheet holds {MAX_SHEET_ROWS:,} of {len(customers):,} customers:"
+            " every exception, then the largest changes."
         )
-        customers = customers.head(MAX_SHEET_ROWS)
+        customers = report_customers(customers, pd.Index([]), MAX_SHEET_ROWS)
     sheets = (
         _summary_sheet(result, notes),
         Sheet("Findings", (Block(findings, _FINDING_COLUMNS),), freeze_header=True),

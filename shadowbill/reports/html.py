@@ -24,7 +24,7 @@ from shadowbill.money import format_minor
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
 from shadowbill.reports.charts import histogram_chart, monthly_chart
-from shadowbill.reports.payload import build_payload, detail_customers
+from shadowbill.reports.payload import MAX_REPORT_CUSTOMERS, build_payload, detail_customers
 from shadowbill.reports.summary import summary_json
 
 # Rows shown per server-rendered table before "and N more" (the full data is in the files).
@@ -382,6 +382,8 @@ def render_html(result: ReconciliationResult, *, findings_href: str = "findings.
         "findings_matrix": stats["by_comparison_and_cause"],
         "findings_severity": stats["by_severity"],
         "findings_total": stats["total"],
+        "customers_total": len(result.customers),
+        "max_report_customers": MAX_REPORT_CUSTOMERS,
         "segments": _segment_rows(agg.segment_totals(result.customers)),
         "ups": _mover_rows(ups),
         "downs": _mover_rows(downs),

@@ -52,6 +52,8 @@ CUSTOMER_FIELDS = (
     "drift",
     "detail",
 )
+# The report lists at most this many customers (findings and workbook files hold all).
+MAX_REPORT_CUSTOMERS = 50_000
 _CODED = ("segment", "country", "currency", "legacy_plan", "new_plan", "rule", "status")
 
 _SCRIPT_ESCAPES = {
@@ -127,11 +129,30 @@ def detail_customers(
     return pd.Index(candidates[keep], dtype="string")
 
 
+def report_customers(customers: pd.DataFrame, detail: pd.Index, limit: int) -> pd.DataFrame:
+    """The customers the report lists: all of them up to ``limit``; beyond, the detail
+    customers, every exception (unexplained, drift, unmapped), then the largest changes,
+    so the report stays the same size however large the estate (the files hold all)."""
+    if len(customers) <= limit:
+        return customers
+    must = (
+        is_in(customers["customer_id"], detail)
+        | (customers["unexplained"].fillna(0) != 0).to_numpy(dtype=bool)
+        | (customers["drift"].fillna(0) != 0).to_numpy(dtype=bool)
+        | (customers["status"] != "mapped").to_numpy(dtype=bool)
+    )
+    size = np.abs(change_basis_points(customers).fillna(0).to_numpy(dtype=np.int64))
+    rank = np.lexsort((-size, ~must))  # the must-haves first, then the largest changes
+    keep = np.zeros(len(customers), dtype=bool)
+    keep[rank[:limit]] = True
+    return customers[keep]
+
+
 def customer_rows(
     result: ReconciliationResult, detail: pd.Index
 ) -> tuple[str, dict[str, list[str]]]:
-    """Every customer as a compact JSON row array, and the dictionaries of coded columns."""
-    c = result.customers
+    """The report's customers as a compact JSON row array, and the coded columns' dictionaries."""
+    c = report_customers(result.customers, detail, MAX_REPORT_CUSTOMERS)
     dictionaries: dict[str, list[str]] = {}
     coded: dict[str, np.ndarray] = {}
     sources = {
@@ -254,6 +275,7 @@ def build_payload(
         "cause_labels": {str(k): v for k, v in CAUSE_LABELS.items()},
         "findings_href": findings_href,
         "detail_customers": len(detail),
+        "customers_total": len(result.customers),
         "line_fields": list(_LINE_FIELDS),
         "line_coded": [i for i, c in enumerate(_LINE_FIELDS) if c not in ("quantity", "amount")],
         "strings": strings,
