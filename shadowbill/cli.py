@@ -225,6 +225,14 @@ def _reconcile_options(func: F) -> F:
             help="Run partitions on an existing Dask cluster (scheduler address, e.g."
             " tcp://10.0.0.5:8786); workers must see the snapshot at the same path.",
         ),
+        click.option(
+            "--work-dir",
+            "work_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Where partitions write their findings (default: a temporary folder); on a"
+            " Dask cluster of several machines, a folder every worker sees.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -232,7 +240,11 @@ def _reconcile_options(func: F) -> F:
 
 
 def _run_options(
-    projection_months: int, partitions: int, workers: int, dask_address: str | None
+    projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
+    work_dir: Path | None = None,
 ) -> Options:
     """Run options from the command line; workers or Dask imply at least one partition each."""
     from shadowbill.reconcile.executors import Executor
@@ -244,6 +256,7 @@ def _run_options(
         projection_months=projection_months,
         partitions=partitions,
         executor=Executor(workers=workers, dask_address=dask_address),
+        work_dir=work_dir,
     )
 
 
@@ -266,6 +279,7 @@ def reconcile(
     partitions: int,
     workers: int,
     dask_address: str | None,
+    work_dir: Path | None,
     out_dir: Path,
 ) -> None:
     """Reconcile a rollout phase and write the finance report and findings."""
@@ -274,7 +288,7 @@ def reconcile(
     from shadowbill.reports.terminal import print_terminal_summary
     from shadowbill.reports.write import write_reports
 
-    options = _run_options(projection_months, partitions, workers, dask_address)
+    options = _run_options(projection_months, partitions, workers, dask_address, work_dir)
     with partition_progress(sys.stderr.isatty(), executor=options.executor.describe()) as tick:
         result = reconcile_files(
             snapshot_dir, rollout_path, phase, policy_path, options=options, progress=tick
@@ -311,6 +325,7 @@ def check(
     partitions: int,
     workers: int,
     dask_address: str | None,
+    work_dir: Path | None,
     junit_path: Path | None,
     json_path: Path | None,
 ) -> None:
@@ -322,7 +337,7 @@ def check(
     from shadowbill.reports.summary import write_summary
     from shadowbill.reports.terminal import format_gate_failure
 
-    options = _run_options(projection_months, partitions, workers, dask_address)
+    options = _run_options(projection_months, partitions, workers, dask_address, work_dir)
     result = reconcile_files(
         snapshot_dir,
         rollout_path,

@@ -15,8 +15,10 @@ window (skipped for one partition); (3) each partition reconciled over that wind
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -115,6 +117,7 @@ class _Workdir:
             self._tmp = None
             self.path = Path(given).resolve() / f"run-{uuid.uuid4().hex[:12]}"
             self.path.mkdir(parents=True, exist_ok=True)
+            weakref.finalize(self, shutil.rmtree, self.path, True)
 
 
 @cache

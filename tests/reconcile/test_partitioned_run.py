@@ -135,3 +135,26 @@ def test_too_many_partitions_is_a_clear_error(snapshot: Path) -> None:
 
 if os.environ.get("CI") == "true":  # the Dask path must run in CI, never skip there
     import distributed  # noqa: F401
+
+
+def test_cli_runs_partitions_in_a_given_work_dir(snapshot: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from shadowbill.cli import main
+
+    work = tmp_path / "work"
+    out = tmp_path / "report"
+    run = CliRunner().invoke(
+        main,
+        [
+            "reconcile", "--snapshot", str(snapshot), "--rollout", str(EXAMPLES / "rollout.yaml"),
+            "--phase", "2", "--policy", str(EXAMPLES / "policy.yaml"), "--partitions", "3",
+            "--work-dir", str(work), "--out", str(out),
+        ],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert (out / "findings.parquet").stat().st_size > 0
+    import gc
+
+    gc.collect()  # the result, and with it the run's folder, is gone
+    assert work.exists() and not any(work.iterdir())
