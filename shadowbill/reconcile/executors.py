@@ -106,7 +106,10 @@ def _pooled(
                 if attempts[i] > retries:
                     raise _fail(tasks[i], exc, who, attempts[i]) from exc
                 attempts[i] += 1
-                running[submit(fn, tasks[i].payload)] = i
+                try:
+                    running[submit(fn, tasks[i].payload)] = i
+                except Exception as broken:  # the pool itself is gone (a worker was killed)
+                    raise _fail(tasks[i], exc, who, attempts[i] - 1) from broken
                 continue
             tick(i, results[i])
     return [results[i] for i in range(len(tasks))]
