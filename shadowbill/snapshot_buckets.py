@@ -80,3 +80,23 @@ def snapshot_partition(snapshot: Snapshot, partition: int, partitions: int) -> S
             keep = wanted[row_buckets(name, frame, parents)]
             tables[name] = frame[keep].reset_index(drop=True)
     return Snapshot(tables, snapshot.quarantine, snapshot.manifest)
+
+
+def subscriptions_only(snapshot: Snapshot, subscription_ids: pd.Series) -> Snapshot:
+    """The rows of these subscriptions only: their items, discounts, usage, invoices and the
+    invoices' lines (customers and tax rates whole)."""
+    ids = pc.unique(pa.array(subscription_ids.astype("string"), type=pa.string()))
+    tables = {}
+    for name, frame in snapshot.tables.items():
+        if "subscription_id" in frame.columns:
+            keep = pc.is_in(
+                pa.array(frame["subscription_id"].astype("string"), type=pa.string()), ids
+            )
+            tables[name] = frame[keep.to_numpy(zero_copy_only=False)]
+        elif name != "invoice_lines":
+            tables[name] = frame
+    invoice_ids = pa.array(tables["invoices"]["invoice_id"].astype("string"), type=pa.string())
+    lines = snapshot["invoice_lines"]
+    keep = pc.is_in(pa.array(lines["invoice_id"].astype("string"), type=pa.string()), invoice_ids)
+    tables["invoice_lines"] = lines[keep.to_numpy(zero_copy_only=False)]
+    return Snapshot(tables, snapshot.quarantine, snapshot.manifest)

@@ -51,7 +51,6 @@ from shadowbill.errors import (
 )
 from shadowbill.ledger import Batch, Ledger, LedgerError
 from shadowbill.ledger import states as st
-from shadowbill.mappings.keys import isin
 from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.policy import Policy, load_policy
 from shadowbill.mappings.rollout import Rollout, load_rollout
@@ -62,6 +61,7 @@ from shadowbill.migrate.customer_fingerprints import (
     customer_fingerprints,
     shared_fingerprint,
 )
+from shadowbill.snapshot_buckets import subscriptions_only
 from shadowbill.snapshot_io import file_sha256, mask_password, read_snapshot, snapshot_fingerprint
 from shadowbill.tables import Snapshot
 from shadowbill.targets.jsonl import operation_line, write_jsonl
@@ -71,6 +71,7 @@ from shadowbill.targets.stripe_api import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE_LIMIT,
     DEFAULT_TIMEOUT,
+    KEY_SHAPE,
     ApplyReport,
     StripeTarget,
 )
@@ -93,7 +94,6 @@ PLAN_FILE: Final = "plan.json"
 GATE_FILE: Final = "gate_findings.csv"
 VERIFY_FILE: Final = "verify_findings.csv"
 CUTOVER_FILE: Final = "cutover.csv"
-_KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
 _IDS_PARAM = re.compile(r":subscription_ids\b")
 _ID_PARAM = re.compile(r":subscription_id\b")
 _FILE_INPUTS: Final = ("rollout", "legacy_catalog", "new_catalog", "policy")
@@ -221,7 +221,7 @@ def _scrub(text: str, secret: str | None = None) -> str:
     """``text`` without a secret key or anything shaped like one."""
     if secret:
         text = text.replace(secret, "***")
-    return _KEY_SHAPE.sub("sk_***", text)
+    return KEY_SHAPE.sub("sk_***", text)
 
 
 def _named(ids: Iterable[str], limit: int = SHOW) -> str:
@@ -261,19 +261,9 @@ def input_fingerprints(rollout: Rollout, policy_path: Path | None) -> dict[str, 
 
 
 def restrict(snapshot: Snapshot, subscription_ids: Iterable[str]) -> Snapshot:
-    """The rows of these subscriptions only (customers and tax rates whole), as the reconciler
-    restricts a snapshot (``shadowbill.reconcile.views.restrict``, not imported here so that
-    ``apply`` starts quickly)."""
+    """The rows of these subscriptions only (customers and tax rates whole)."""
     ids = pd.Series(sorted({str(s) for s in subscription_ids}), dtype="string")
-    tables = {}
-    for name, frame in snapshot.tables.items():
-        if "subscription_id" in frame.columns:
-            tables[name] = frame[isin(frame["subscription_id"], ids)]
-        elif name != "invoice_lines":
-            tables[name] = frame
-    lines = snapshot["invoice_lines"]
-    tables["invoice_lines"] = lines[isin(lines["invoice_id"], tables["invoices"]["invoice_id"])]
-    return Snapshot(tables, snapshot.quarantine, snapshot.manifest)
+    return subscriptions_only(snapshot, ids)
 
 
 def batch_plan(

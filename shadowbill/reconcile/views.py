@@ -12,7 +12,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.plan_diff import plan_diff
@@ -28,6 +27,7 @@ from shadowbill.reconcile.result import (
     PLAN_MOVE_COLUMNS,
     WATERFALL_COLUMNS,
 )
+from shadowbill.snapshot_buckets import subscriptions_only
 from shadowbill.tables import Snapshot
 
 _CAUSE_TEXT = {
@@ -45,23 +45,9 @@ _CAUSE_TEXT = {
 }
 
 
-def _member(values: pd.Series, universe: pa.Array) -> np.ndarray:
-    return positions(values, universe) >= 0
-
-
 def restrict(snapshot: Snapshot, subscription_ids: pd.Series) -> Snapshot:
     """The snapshot's rows of these subscriptions only (customers and tax rates kept whole)."""
-    ids = pc.unique(pa.array(subscription_ids.astype("string"), type=pa.string()))
-    tables = {}
-    for name, frame in snapshot.tables.items():
-        if "subscription_id" in frame.columns:
-            tables[name] = frame[_member(frame["subscription_id"], ids)]
-        elif name != "invoice_lines":
-            tables[name] = frame
-    invoice_ids = pa.array(tables["invoices"]["invoice_id"].astype("string"), type=pa.string())
-    lines = snapshot["invoice_lines"]
-    tables["invoice_lines"] = lines[_member(lines["invoice_id"], invoice_ids)]
-    return Snapshot(tables, snapshot.quarantine, snapshot.manifest)
+    return subscriptions_only(snapshot, subscription_ids)
 
 
 def severity(cause: pd.Series, delta: pd.Series, policy: Policy) -> np.ndarray:

@@ -61,7 +61,8 @@ DEFAULT_CONCURRENCY: Final = 8
 DEFAULT_MAX_RETRIES: Final = 6
 DEFAULT_TIMEOUT: Final = 30.0
 METADATA_KEY: Final = "shadowbill_key"
-_KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
+# The shape of a Stripe secret, restricted or publishable key, to scrub from any text.
+KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
 _GONE_STATUSES: Final = frozenset({"canceled", "incomplete_expired"})
 
 
@@ -225,7 +226,7 @@ class StripeTarget:
         """``text`` without the API key or anything shaped like a Stripe key."""
         if self._secret:
             text = text.replace(self._secret, "***")
-        return _KEY_SHAPE.sub("sk_***", text)
+        return KEY_SHAPE.sub("sk_***", text)
 
     def _failure(self, op_key: str, kind: str, exc: Exception) -> OperationFailure:
         if isinstance(exc, stripe.StripeError):
