@@ -19,6 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from shadowbill.errors import ReportError
+from shadowbill.reconcile.findings import empty_findings
 from shadowbill.reconcile.findings_spill import read_batches
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
@@ -164,12 +165,42 @@ def _sheet_findings(result: ReconciliationResult) -> tuple[pd.DataFrame, int]:
     """The findings for the sheet (at most MAX_FINDING_ROWS) and how many there are in all."""
     if result.findings_file is None:
         return _most_severe(result.findings, MAX_FINDING_ROWS), len(result.findings)
-    best = result.findings.iloc[:0]
-    total = 0
-    for table in read_batches(result.findings_file):  # a bucket at a time
-        total += table.num_rows
-        best = _most_severe(pd.concat([best, table.to_pandas()]), MAX_FINDING_ROWS)
-    return best.reset_index(drop=True), total
+    return _most_severe_on_disk(result.findings_file, MAX_FINDING_ROWS)
+
+
+def _most_severe_on_disk(path: Path, limit: int) -> tuple[pd.DataFrame, int]:
+    """``_most_severe`` over a findings file: ranks from two columns, then only the rows kept."""
+    file = pq.ParquetFile(str(path))
+    keys = []
+    for i in range(file.num_row_groups):  # a row group at a time: two columns only
+        group = file.read_row_group(i, columns=["severity", "delta"]).to_pandas()
+        rank = group["severity"].map(_SEVERITY_ORDER).fillna(3).to_numpy(dtype=np.int64)
+        size = group["delta"].abs().fillna(0).to_numpy(dtype=np.int64)
+        keys.append((rank << 56) | (np.int64(2**56 - 1) - np.minimum(size, 2**56 - 1)))
+    total = int(sum(len(k) for k in keys))
+    if total == 0:
+        return empty_findings(), 0
+    key = np.concatenate(keys)  # one int64 per finding, smaller = more severe
+    if total > limit:  # the limit smallest keys; ties at the edge by file order
+        edge = np.partition(key, limit - 1)[limit - 1]
+        below = np.flatnonzero(key < edge)
+        ties = np.flatnonzero(key == edge)[: limit - len(below)]
+        rows = np.concatenate([below, ties])
+    else:
+        rows = np.arange(total)
+    rows = np.sort(rows)
+    rows = rows[np.argsort(key[rows], kind="stable")]  # by severity, file order between equals
+    starts = np.cumsum([0, *(len(k) for k in keys)])
+    groups = np.searchsorted(starts, rows, side="right") - 1
+    picked = []
+    for g in np.unique(groups):  # read only the row groups holding kept rows
+        mine = rows[groups == g]
+        picked.append(file.read_row_group(int(g)).take(pa.array(mine - starts[g])))
+    table = pa.concat_tables(picked)
+    # back into severity order: position of each kept row among the sorted ``rows``
+    where = np.concatenate([np.flatnonzero(groups == g) for g in np.unique(groups)])
+    table = table.take(pa.array(np.argsort(where, kind="stable")))
+    return table.to_pandas().reset_index(drop=True), total
 
 
 def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
