@@ -11,7 +11,7 @@ import pandas as pd
 
 from shadowbill.money import CURRENCY_EXPONENTS
 from shadowbill.reconcile.findings import FINDING_COLUMNS, finding_ids
-from shadowbill.reconcile.line_match import invoice_key, keyed_lines, match_lines
+from shadowbill.reconcile.line_match import invoice_key, iso_seconds, keyed_lines, match_lines
 
 _INVOICE_ON = ["subscription_id", "period_start"]
 
@@ -91,7 +91,7 @@ def _line_findings(
                 + "/"
                 + m["price_id"].astype("string")
                 + "/"
-                + m["line_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype("string")
+                + iso_seconds(m["line_start"])
                 + "/"
                 + m["sign"].astype("string")
                 + "/"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shadowbill.reconcile.explain_text import timestamps_iso
 
 CHARGE_KINDS = ("recurring", "usage", "proration", "one_off")
 
@@ -51,7 +56,25 @@ def match_lines(expected: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def iso_seconds(stamps: pd.Series) -> pd.Series:
+    """Instants as UTC text to the second, "2025-03-12T00:00:00Z"; missing stays missing.
+
+    The same text as ``strftime("%Y-%m-%dT%H:%M:%SZ")``, built from integers: keys of
+    millions of lines are formatted in a fraction of strftime's time.
+    """
+    values = pd.DatetimeIndex(stamps)
+    if values.tz is not None:
+        values = values.tz_convert("UTC").tz_localize(None)
+    missing = np.asarray(values.isna())
+    micros = values.as_unit("us").asi8.copy()
+    micros[missing] = 0
+    text = timestamps_iso(micros)
+    if missing.any():
+        text = pc.if_else(pa.array(~missing), text, pa.scalar(None, pa.large_string()))
+    return pd.Series(pd.array(text, dtype="string"), index=stamps.index)
+
+
 def invoice_key(subscription_id: pd.Series, period_start: pd.Series) -> pd.Series:
     """The stable key of a billing period's invoice: ``<subscription>@<period start, UTC>``."""
-    stamp = period_start.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return (subscription_id.astype("string") + "@" + stamp.astype("string")).astype("string")
+    stamp = iso_seconds(period_start)
+    return (subscription_id.astype("string") + "@" + stamp).astype("string")

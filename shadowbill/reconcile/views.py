@@ -18,7 +18,7 @@ from shadowbill.mappings.plan_diff import plan_diff
 from shadowbill.mappings.policy import Policy
 from shadowbill.reconcile.compare_a import finish_findings
 from shadowbill.reconcile.compare_b import CAUSE_ORDER, positions
-from shadowbill.reconcile.line_match import invoice_key
+from shadowbill.reconcile.line_match import invoice_key, iso_seconds
 from shadowbill.reconcile.pricing import PricedInvoices
 from shadowbill.reconcile.result import (
     CUSTOMER_COLUMNS,
@@ -232,7 +232,7 @@ def monthly_view(actual: pd.DataFrame, legacy: pd.DataFrame, new: pd.DataFrame) 
     """Totals per month and currency: issued legacy, recomputed legacy, new model."""
 
     def by_month(frame: pd.DataFrame, name: str) -> pd.Series:
-        month = frame["period_start"].dt.strftime("%Y-%m")
+        month = iso_seconds(frame["period_start"]).str.slice(0, 7)
         return (
             frame.groupby([month.rename("month"), frame["currency"].str.upper()])["total"]
             .sum()
