@@ -890,7 +890,7 @@ def model_first_invoices(
     facts = cutover_facts(plan, subset)
     end = pd.Timestamp(facts["first_target_period_end"].max())
     window = Window(pd.Timestamp(plan.as_of), pd.Timestamp(first.min()), end)
-    sides = price_sides(subset, plan, rollout, window)
+    sides = price_sides(subset, plan, rollout, window, text=True)
     invoices, lines = sides.new.invoices, sides.new.lines
     wanted = pd.DataFrame(
         {

@@ -186,12 +186,17 @@ def stack(parts: list[LinePart], *, invoice_order: bool = False) -> LinePart:
 
 
 def lines_frame(
-    consumed: list[LinePart], invoice_keys: pa.Array, price_ids: tuple[str, ...]
+    consumed: list[LinePart],
+    invoice_keys: pa.Array,
+    price_ids: tuple[str, ...],
+    *,
+    text: bool = True,
 ) -> pd.DataFrame:
     """The canonical INVOICE_LINES frame plus invoice_key, item_id and explain.
 
     ``consumed`` holds the one part and is emptied: each of its arrays is released as soon
-    as its column is built, which keeps the peak memory of a large run down.
+    as its column is built, which keeps the peak memory of a large run down. With ``text``
+    False, ``description`` and ``explain`` are left empty (comparisons never read them).
     """
     part = consumed.pop()
     arrays = {f.name: getattr(part, f.name) for f in fields(part)}
@@ -207,7 +212,8 @@ def lines_frame(
     out["price_id"] = _strings(prices.materialize())
     kinds = Coded(pa.array(KINDS, pa.large_string()), arrays.pop("kind"))
     out["kind"] = _strings(kinds.materialize())
-    out["description"] = _strings(arrays.pop("description").materialize())
+    description = arrays.pop("description")
+    out["description"] = _strings(description.materialize() if text else _nulls(n))
     quantity = pd.array(arrays.pop("quantity"), dtype="Int64")
     quantity[~arrays.pop("has_quantity")] = pd.NA
     out["quantity"] = quantity
@@ -217,7 +223,8 @@ def lines_frame(
     out["period_end"] = utc_times(arrays.pop("end"))
     out["invoice_key"] = key_column
     out["item_id"] = _strings(arrays.pop("item_id").materialize())
-    out["explain"] = _strings(arrays.pop("explain").materialize())
+    explain = arrays.pop("explain")
+    out["explain"] = _strings(explain.materialize() if text else _nulls(n))
     arrays.clear()
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
@@ -226,6 +233,10 @@ def utc_times(times_us: IntArray) -> pd.Series:
     """int64 microseconds as a ``datetime64[us, UTC]`` column."""
     values = np.asarray(times_us, dtype=np.int64).view("datetime64[us]")
     return pd.Series(pd.DatetimeIndex(values).tz_localize("UTC"), index=pd.RangeIndex(len(values)))
+
+
+def _nulls(n: int) -> pa.Array:
+    return pa.nulls(n, pa.large_string())
 
 
 def _strings(values: pa.Array) -> pd.Series:

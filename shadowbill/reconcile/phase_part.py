@@ -129,25 +129,32 @@ class PricedSides:
     new: PricedInvoices  # new model with price protection
 
 
-def price_sides(snapshot: Snapshot, plan: Plan, rollout: Rollout, window: Window) -> PricedSides:
-    """Price the plan's subscriptions under both models over the shared window."""
+def price_sides(
+    snapshot: Snapshot, plan: Plan, rollout: Rollout, window: Window, *, text: bool = False
+) -> PricedSides:
+    """Price the plan's subscriptions under both models over the shared window.
+
+    ``text`` adds the lines' descriptions and explanations to the legacy and new sides,
+    for the report's detail.
+    """
     legacy_snap = restrict(snapshot, plan.assignments["subscription_id"])
     start, end = window.start, window.end
     legacy_proj = project_usage(legacy_snap, end)
     new_proj = project_usage(plan.snapshot, end)
     legacy_catalog = rollout.catalogs.legacy
     target = target_price_catalog(rollout)
-    l0 = price(legacy_proj, legacy_catalog, start, end)
-    l1 = price(legacy_proj, legacy_catalog.model_copy(update={"engine": target.engine}), start, end)
+    l0 = price(legacy_proj, legacy_catalog, start, end, text=text)
+    l1_catalog = legacy_catalog.model_copy(update={"engine": target.engine})
+    l1 = price(legacy_proj, l1_catalog, start, end, text=False)
     # price protection: the protected subscriptions priced once without their coupon
     protected = plan.protections["subscription_id"]
     uncapped = (
-        price(restrict(new_proj, protected), target, start, end).invoices
+        price(restrict(new_proj, protected), target, start, end, text=False).invoices
         if len(protected)
         else l0.invoices
     )
     extra = protection_discounts(plan.protections, l0.invoices, uncapped)
-    n = price(with_discounts(new_proj, extra), target, start, end)
+    n = price(with_discounts(new_proj, extra), target, start, end, text=text)
     return PricedSides(legacy_snap, l0, l1, n)
 
 
@@ -159,7 +166,9 @@ def _drift(snapshot: Snapshot, plan: Plan, rollout: Rollout) -> tuple[pd.DataFra
     if not len(actual):
         return finish_findings(pd.DataFrame()), 0
     lo, hi = actual["period_end"].min(), actual["period_end"].max()
-    a_priced = price(cohort_snap, rollout.catalogs.legacy, actual["period_start"].min(), hi)
+    a_priced = price(
+        cohort_snap, rollout.catalogs.legacy, actual["period_start"].min(), hi, text=False
+    )
     expected = a_priced.invoices[
         (a_priced.invoices["period_end"] >= lo) & (a_priced.invoices["period_end"] <= hi)
     ]

@@ -64,11 +64,14 @@ def price(
     catalog: Catalog,
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
+    *,
+    text: bool = True,
 ) -> PricedInvoices:
     """Price every billing period with ``period_start >= start`` and ``period_end <= end``.
 
     ``start`` None prices from each subscription's first period; ``end`` None stops where
-    billing stands in the snapshot (:func:`default_end`).
+    billing stands in the snapshot (:func:`default_end`). ``text`` False leaves the lines'
+    ``description`` and ``explain`` empty: the comparisons never read them, only people do.
     """
     inputs = prepare(snapshot, catalog)
     end_us = timestamp_us(end if end is not None else default_end(snapshot))
@@ -98,7 +101,7 @@ def price(
     del lines
     return PricedInvoices(
         invoices=invoices,
-        lines=lines_frame(consumed, keys, price_ids),
+        lines=lines_frame(consumed, keys, price_ids, text=text),
         errors=error_frame.astype(ERROR_COLUMNS).reset_index(drop=True),
     )
 

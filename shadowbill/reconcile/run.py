@@ -267,7 +267,7 @@ def detail_task(job: PartJob) -> tuple[pd.DataFrame, dict[str, object]]:
     subset = Snapshot({**subset.tables, "customers": customers[mine]})
     rollout = _rollout(job)
     plan = translate(subset, rollout, job.phase, as_of=job.window.as_of)
-    sides = price_sides(subset, plan, rollout, job.window)
+    sides = price_sides(subset, plan, rollout, job.window, text=True)
     lines = detail_lines(chosen, subset, sides.l0, sides.new, job.window.start)
     return lines, plan_diffs(plan, subset, pd.Index(job.diff_customers))
 

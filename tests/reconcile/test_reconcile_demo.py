@@ -11,10 +11,13 @@ from click.testing import CliRunner
 from shadowbill.cli import main
 from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
+from shadowbill.mappings.rollout import load_rollout
 from shadowbill.migrate.extract import extract
 from shadowbill.reconcile.compare_b import CAUSE_ORDER
+from shadowbill.reconcile.pricing import price
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import Options, reconcile_files
+from shadowbill.snapshot_io import read_snapshot
 
 EXAMPLES = examples_dir()
 
@@ -150,3 +153,20 @@ def test_summary_matches_the_golden_file(result: ReconciliationResult) -> None:
     assert text == GOLDEN.read_text(), (
         "summary changed; if intended, rerun with SHADOWBILL_UPDATE_GOLDEN=1"
     )
+
+
+def test_pricing_without_text_leaves_only_descriptions_and_explanations_out(
+    demo: tuple[Path, Path],
+) -> None:
+    """The comparisons price without text; every other column must be the same."""
+    snapshot = read_snapshot(demo[0])
+    catalog = load_rollout(EXAMPLES / "rollout.yaml").catalogs.legacy
+    full = price(snapshot, catalog)
+    lean = price(snapshot, catalog, text=False)
+    assert full.lines["explain"].notna().all() and full.lines["description"].notna().any()
+    assert lean.lines["explain"].isna().all() and lean.lines["description"].isna().all()
+    pd.testing.assert_frame_equal(
+        full.lines.drop(columns=["explain", "description"]),
+        lean.lines.drop(columns=["explain", "description"]),
+    )
+    pd.testing.assert_frame_equal(full.invoices, lean.invoices)
