@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -37,7 +37,7 @@ from shadowbill.snapshot_buckets import (
     row_buckets,
     snapshot_partition,
 )
-from shadowbill.tables import QUARANTINE, TABLES, Snapshot, Table, pandas_dtype
+from shadowbill.tables import QUARANTINE, TABLES, Snapshot, Table, empty_frame, pandas_dtype
 
 FORMAT = "shadowbill-snapshot"
 FORMAT_VERSION = 2  # what write_snapshot writes by default (the bucketed layout)
@@ -490,24 +490,36 @@ def _wanted_buckets(partition: int | None, partitions: int) -> set[int] | None:
 
 
 def read_snapshot(
-    snapshot_dir: Path, *, partition: int | None = None, partitions: int = 1
+    snapshot_dir: Path,
+    *,
+    partition: int | None = None,
+    partitions: int = 1,
+    skip: Collection[str] = (),
 ) -> Snapshot:
     """Read a snapshot folder, or one partition of it, checking the sha256 of every file read.
 
     ``partition`` k of ``partitions`` holds the customers whose bucket ``b`` has
     ``b % partitions == k``, every row that belongs to them, the shared tables and the whole
     quarantine; only those files are read. Rows come in bucket order, then key order.
-    A single-file snapshot is read whole and then cut to the partition.
+    A single-file snapshot is read whole and then cut to the partition. Tables named in
+    ``skip`` are not read and come back empty (for passes that never look at them).
     """
     snapshot_dir = Path(snapshot_dir)
+    unknown = sorted(set(skip) - set(TABLES))
+    if unknown:
+        raise InputError(f"no snapshot table named {', '.join(unknown)}")
     manifest = read_manifest(snapshot_dir)
     wanted = _wanted_buckets(partition, partitions)
     if not _is_bucketed(manifest) and wanted is not None:
-        whole = read_snapshot(snapshot_dir)
+        whole = read_snapshot(snapshot_dir, skip=skip)
         assert partition is not None
         return snapshot_partition(whole, partition, partitions)
     tables = {
-        name: _read_files(snapshot_dir, _table_files(manifest, name, wanted), table)
+        name: (
+            empty_frame(table)
+            if name in skip
+            else _read_files(snapshot_dir, _table_files(manifest, name, wanted), table)
+        )
         for name, table in TABLES.items()
     }
     quarantine = _read_files(snapshot_dir, [_quarantine_file(manifest)], QUARANTINE)

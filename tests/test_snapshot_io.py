@@ -367,6 +367,22 @@ def test_only_the_files_of_a_partition_are_read_and_checked(company, tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["single", "buckets"])
+def test_skipped_tables_are_not_read_and_come_back_empty(company, tmp_path, layout):
+    write_snapshot(company, tmp_path, source="x", layout=layout)
+    whole = read_snapshot(tmp_path, partition=1, partitions=3)
+    if layout == "buckets":  # a skipped table's files are not even opened
+        for file in (tmp_path / "invoice_lines").glob("*.parquet"):
+            file.write_bytes(b"corrupt")
+    lean = read_snapshot(tmp_path, partition=1, partitions=3, skip=("invoice_lines",))
+    assert lean["invoice_lines"].empty
+    assert list(lean["invoice_lines"].dtypes) == list(whole["invoice_lines"].dtypes)
+    for name in set(TABLES) - {"invoice_lines"}:
+        pd.testing.assert_frame_equal(lean[name], whole[name], obj=name)
+    with pytest.raises(InputError, match="no snapshot table named bills"):
+        read_snapshot(tmp_path, skip=("bills",))
+
+
+@pytest.mark.parametrize("layout", ["single", "buckets"])
 def test_scan_columns_reads_only_what_is_asked(company, tmp_path, layout):
     write_snapshot(company, tmp_path, source="x", layout=layout)
     got = scan_columns(tmp_path, "invoices", ["invoice_id", "period_start"])

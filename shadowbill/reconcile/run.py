@@ -140,11 +140,13 @@ def _policy(job: PartJob) -> Policy:
     return job.policy if isinstance(job.policy, Policy) else _policy_at(job.policy)
 
 
-def read_partition(source: Path | Snapshot, partition: int, partitions: int) -> Snapshot:
+def read_partition(
+    source: Path | Snapshot, partition: int, partitions: int, *, skip: tuple[str, ...] = ()
+) -> Snapshot:
     """The snapshot rows of one partition's customers, from memory or from disk."""
     if isinstance(source, Snapshot):
         return snapshot_partition(source, partition, partitions)
-    return read_snapshot(source, partition=partition, partitions=partitions)
+    return read_snapshot(source, partition=partition, partitions=partitions, skip=skip)
 
 
 def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
@@ -168,7 +170,8 @@ def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
 
 def bounds_task(job: PartJob) -> Bounds:
     """Pass 2: one partition's earliest legacy period and latest cut-over."""
-    snapshot = read_partition(job.source, job.partition, job.partitions)
+    # translation never reads invoice lines, the largest table
+    snapshot = read_partition(job.source, job.partition, job.partitions, skip=("invoice_lines",))
     plan = translate(snapshot, _rollout(job), job.phase, as_of=job.as_of)
     return plan_bounds(plan, snapshot)
 
