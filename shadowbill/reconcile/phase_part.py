@@ -185,15 +185,18 @@ def reconcile_part(
     spill_path: Path,
     *,
     projection_months: int = 12,
+    plan: Plan | None = None,
 ) -> tuple[PhasePart, Window]:
     """Reconcile the customers of one partition over the shared window.
 
     ``window`` None takes it from this snapshot alone: right only for the whole estate.
     The partition's findings go to ``spill_path``; the share keeps their counts and the
-    findings the gate and the report read (comparison A, unexplained).
+    findings the gate and the report read (comparison A, unexplained). ``plan`` is this
+    snapshot's translation when an earlier pass already made it.
     """
     as_of = window.as_of if window is not None else resolve_as_of(snapshot, rollout)
-    plan = translate(snapshot, rollout, phase, as_of=as_of)
+    if plan is None:
+        plan = translate(snapshot, rollout, phase, as_of=as_of)
     if window is None:
         window = window_of(as_of, [plan_bounds(plan, snapshot)], projection_months)
     sides = price_sides(snapshot, plan, rollout, window)

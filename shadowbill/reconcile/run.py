@@ -15,6 +15,7 @@ window (skipped for one partition); (3) each partition reconciled over that wind
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import tempfile
 import uuid
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowbill.mappings.cohort import AS_OF_COLUMNS, latest_instant
+from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.policy import Policy, load_policy
 from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
@@ -168,18 +170,39 @@ def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
     return top.tz_localize("UTC") if top.tzinfo is None else top.tz_convert("UTC")
 
 
+def _plan_file(job: PartJob) -> Path:
+    return job.spill_dir / f"plan-{job.partition:03d}-of-{job.partitions:03d}.pickle"
+
+
 def bounds_task(job: PartJob) -> Bounds:
-    """Pass 2: one partition's earliest legacy period and latest cut-over."""
-    # translation never reads invoice lines, the largest table
+    """Pass 2: one partition's earliest legacy period and latest cut-over.
+
+    The partition's plan is kept in the run's folder for pass 3, which then does not
+    translate again (translation never reads invoice lines, so neither does this pass).
+    """
     snapshot = read_partition(job.source, job.partition, job.partitions, skip=("invoice_lines",))
     plan = translate(snapshot, _rollout(job), job.phase, as_of=job.as_of)
+    path = _plan_file(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        pickle.dump(plan, out, protocol=pickle.HIGHEST_PROTOCOL)
     return plan_bounds(plan, snapshot)
+
+
+def _kept_plan(job: PartJob) -> Plan | None:
+    """The plan pass 2 kept for this partition, if it did (a file of this run's own folder)."""
+    path = _plan_file(job)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as kept:
+        plan = pickle.load(kept)  # written by bounds_task of this same run
+    return plan if isinstance(plan, Plan) and plan.as_of == job.as_of else None
 
 
 def part_task(job: PartJob) -> tuple[PhasePart, Window]:
     """Pass 3: reconcile one partition over the shared window."""
     snapshot = read_partition(job.source, job.partition, job.partitions)
-    return reconcile_part(
+    result = reconcile_part(
         snapshot,
         _rollout(job),
         job.phase,
@@ -187,7 +210,10 @@ def part_task(job: PartJob) -> tuple[PhasePart, Window]:
         job.window,
         job.spill_dir / f"findings-{job.partition:03d}-of-{job.partitions:03d}.arrow",
         projection_months=job.projection_months,
+        plan=_kept_plan(job),
     )
+    _plan_file(job).unlink(missing_ok=True)
+    return result
 
 
 def _customers_of(source: Path | Snapshot, partitions: int) -> Callable[[int], str]:
