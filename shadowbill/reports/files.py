@@ -19,6 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from shadowbill.errors import ReportError
+from shadowbill.reconcile.explain_text import timestamps_iso
 from shadowbill.reconcile.findings import empty_findings
 from shadowbill.reconcile.findings_spill import read_batches
 from shadowbill.reconcile.result import ReconciliationResult
@@ -235,13 +236,17 @@ def _csv_ready(table: pa.Table) -> pa.Table:
     """Timestamps as ISO UTC text to the second; everything else as Arrow writes it."""
     for i, name in enumerate(table.column_names):
         if pa.types.is_timestamp(table.schema.field(name).type):
-            # Arrow's %S carries the microseconds; billing periods are whole seconds.
-            seconds = pc.utf8_slice_codeunits(
-                pc.strftime(table[name], format="%Y-%m-%dT%H:%M:%S"), 0, 19
-            )
-            text = pc.binary_join_element_wise(seconds, "Z", "")
-            table = table.set_column(i, name, text)
+            table = table.set_column(i, name, _iso_seconds(table[name]))
     return table
+
+
+def _iso_seconds(times: pa.ChunkedArray) -> pa.Array:
+    """ "2025-03-12T00:00:00Z" per instant (null stays null); billing periods are whole seconds."""
+    column = times.combine_chunks() if isinstance(times, pa.ChunkedArray) else times
+    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    valid = pc.is_valid(micros)
+    text = timestamps_iso(micros.fill_null(0).to_numpy())
+    return text if column.null_count == 0 else pc.if_else(valid, text, pa.scalar(None, text.type))
 
 
 def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
