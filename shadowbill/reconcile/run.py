@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -66,7 +67,7 @@ from shadowbill.reconcile.views import (
     restrict,
     sort_detail_lines,
 )
-from shadowbill.snapshot_buckets import snapshot_partition
+from shadowbill.snapshot_buckets import SHARED_TABLES, snapshot_partition
 from shadowbill.snapshot_io import file_sha256, read_snapshot, snapshot_fingerprint
 from shadowbill.tables import Snapshot
 
@@ -102,8 +103,10 @@ class PartJob:
     spill_dir: Path
     as_of: pd.Timestamp | None = None
     window: Window | None = None
+    detail_limit: int = 300  # pass 3 keeps the rows of this many local detail candidates
     chosen: tuple[str, ...] = ()  # pass 4: the customers the report can open
     diff_customers: tuple[str, ...] = ()  # pass 4: of those, the ones with a diff
+    detail_partitions: tuple[int, ...] = ()  # pass 4: the partitions this task covers
 
 
 class _Workdir:
@@ -199,10 +202,19 @@ def _kept_plan(job: PartJob) -> Plan | None:
     return plan if isinstance(plan, Plan) and plan.as_of == job.as_of else None
 
 
+def _detail_file(job: PartJob, partition: int) -> Path:
+    return job.spill_dir / f"detail-{partition:03d}-of-{job.partitions:03d}.pickle"
+
+
 def part_task(job: PartJob) -> tuple[PhasePart, Window]:
-    """Pass 3: reconcile one partition over the shared window."""
+    """Pass 3: reconcile one partition over the shared window.
+
+    The snapshot rows of the partition's own detail candidates (the customers the report
+    could open, were this partition the estate) are kept in the run's folder: the estate's
+    choice is always among them, so pass 4 need not read the partition again.
+    """
     snapshot = read_partition(job.source, job.partition, job.partitions)
-    result = reconcile_part(
+    part, window = reconcile_part(
         snapshot,
         _rollout(job),
         job.phase,
@@ -213,7 +225,22 @@ def part_task(job: PartJob) -> tuple[PhasePart, Window]:
         plan=_kept_plan(job),
     )
     _plan_file(job).unlink(missing_ok=True)
-    return result
+    if job.detail_limit > 0:
+        candidates = detail_customers(part.customers, part.notable, job.detail_limit)
+        kept = _customers_only(snapshot, candidates)
+        with open(_detail_file(job, job.partition), "wb") as out:
+            pickle.dump(kept, out, protocol=pickle.HIGHEST_PROTOCOL)
+    return part, window
+
+
+def _customers_only(snapshot: Snapshot, customer_ids: pd.Index) -> Snapshot:
+    """The rows of these customers only (tax rates kept whole)."""
+    customers = snapshot["customers"]
+    subs = snapshot["subscriptions"]
+    subset = restrict(snapshot, subs.loc[subs["customer_id"].isin(customer_ids), "subscription_id"])
+    return Snapshot(
+        {**subset.tables, "customers": customers[customers["customer_id"].isin(customer_ids)]}
+    )
 
 
 def _customers_of(source: Path | Snapshot, partitions: int) -> Callable[[int], str]:
@@ -242,7 +269,15 @@ def _run_parts(
     partitions = options.partitions
     check_partitions(partitions)
     base = PartJob(
-        source, rollout, policy, phase, 0, partitions, options.projection_months, spill_dir
+        source,
+        rollout,
+        policy,
+        phase,
+        0,
+        partitions,
+        options.projection_months,
+        spill_dir,
+        detail_limit=options.detail_customers,
     )
 
     def jobs(**changes: object) -> list[Task[PartJob]]:
@@ -283,17 +318,37 @@ def _run_parts(
     return [r[0] for r in results], replace(base, as_of=as_of, window=window)
 
 
+def _detail_rows(job: PartJob, partition: int, chosen: pd.Index) -> Snapshot:
+    """The chosen customers' rows that one partition holds, from what pass 3 kept."""
+    holding = partition_of(bucket_of(pd.Series(chosen, dtype="string")), job.partitions)
+    mine = chosen[np.asarray(holding) == partition]
+    path = _detail_file(job, partition)
+    if path.is_file():
+        with open(path, "rb") as kept:
+            candidates = pickle.load(kept)  # written by part_task of this same run
+        if mine.isin(candidates["customers"]["customer_id"]).all():
+            return _customers_only(candidates, mine)
+    return _customers_only(read_partition(job.source, partition, job.partitions), mine)
+
+
 def detail_task(job: PartJob) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Pass 4: side-by-side lines and diffs of the chosen customers this partition holds."""
-    part = read_partition(job.source, job.partition, job.partitions)
+    """Pass 4: side-by-side lines and diffs of the chosen customers these partitions hold."""
     chosen = pd.Index(job.chosen)
-    customers = part["customers"]
-    mine = customers["customer_id"].isin(chosen)
-    if not mine.any() or job.window is None:
+    if job.window is None or not len(chosen):
         return empty_frame(LINE_COLUMNS), {}
-    subs = part["subscriptions"]
-    subset = restrict(part, subs.loc[subs["customer_id"].isin(chosen), "subscription_id"])
-    subset = Snapshot({**subset.tables, "customers": customers[mine]})
+    shares = [_detail_rows(job, k, chosen) for k in job.detail_partitions]
+    subset = Snapshot(
+        {
+            name: (
+                shares[0][name]
+                if name in SHARED_TABLES
+                else pd.concat([share[name] for share in shares], ignore_index=True)
+            )
+            for name in shares[0].tables
+        }
+    )
+    if subset["customers"].empty:
+        return empty_frame(LINE_COLUMNS), {}
     rollout = _rollout(job)
     plan = translate(subset, rollout, job.phase, as_of=job.window.as_of)
     sides = price_sides(subset, plan, rollout, job.window, text=True)
@@ -304,19 +359,26 @@ def detail_task(job: PartJob) -> tuple[pd.DataFrame, dict[str, object]]:
 def _detail(
     base: PartJob, executor: Executor, chosen: pd.Index, diff_count: int
 ) -> tuple[pd.DataFrame, dict[str, object]]:
-    """Pass 4 over the partitions holding chosen customers; lines and diffs in one order."""
-    wanted = set(partition_of(bucket_of(pd.Series(chosen, dtype="string")), base.partitions))
+    """Pass 4 over the partitions holding chosen customers; lines and diffs in one order.
+
+    The partitions are dealt into a few tasks (one per worker), each translating and
+    pricing its share of the chosen customers at once.
+    """
+    holding = partition_of(bucket_of(pd.Series(chosen, dtype="string")), base.partitions)
+    wanted = sorted(set(int(k) for k in holding))
+    groups = min(len(wanted), 1 if executor.workers <= 1 and not executor.dask_address else 4)
     jobs = [
         Task(
-            k,
+            wanted[g],
             replace(
                 base,
-                partition=k,
+                partition=wanted[g],
                 chosen=tuple(chosen),
                 diff_customers=tuple(chosen[:diff_count]),
+                detail_partitions=tuple(wanted[g::groups]),
             ),
         )
-        for k in sorted(wanted)
+        for g in range(groups)
     ]
     results = run_tasks(detail_task, jobs, executor, stage="detail")
     if not results:

@@ -13,11 +13,13 @@ from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
 from shadowbill.errors import PartitionError
 from shadowbill.migrate.extract import extract
+from shadowbill.reconcile import run as run_module
 from shadowbill.reconcile.executors import Executor, Task, run_tasks
 from shadowbill.reconcile.result import ReconciliationResult
-from shadowbill.reconcile.run import Options, reconcile_files
+from shadowbill.reconcile.run import Options, PartJob, reconcile_files
 from shadowbill.reports.files import write_findings
 from shadowbill.reports.summary import write_summary
+from shadowbill.tables import Snapshot
 
 EXAMPLES = examples_dir()
 
@@ -88,8 +90,15 @@ def test_dask_local_cluster_gives_the_same_outputs(
     assert _outputs(result, tmp_path) == reference
 
 
-def test_detail_and_counts_match_the_single_run(snapshot: Path) -> None:
-    one = _run(snapshot, 3, Options(diff_customers=5))
+@pytest.fixture(scope="module")
+def single_phase3(snapshot: Path) -> ReconciliationResult:
+    return _run(snapshot, 3, Options(diff_customers=5))
+
+
+def test_detail_and_counts_match_the_single_run(
+    snapshot: Path, single_phase3: ReconciliationResult
+) -> None:
+    one = single_phase3
     many = _run(snapshot, 3, Options(diff_customers=5, partitions=5))
     pd.testing.assert_frame_equal(one.customers, many.customers)
     pd.testing.assert_frame_equal(one.lines, many.lines)
@@ -98,6 +107,29 @@ def test_detail_and_counts_match_the_single_run(snapshot: Path) -> None:
     assert one.counts == many.counts
     assert one.diffs == many.diffs
     assert one.verdict == many.verdict
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_detail_read_again_when_pass_3_kept_nothing(
+    snapshot: Path,
+    single_phase3: ReconciliationResult,
+    workers: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pass 4 uses the candidates pass 3 kept; without them it reads the partition again."""
+    if workers == 1:  # in process: drop every kept file just before pass 4 reads it
+        original = run_module._detail_rows
+
+        def without_kept(job: PartJob, partition: int, chosen: pd.Index) -> Snapshot:
+            run_module._detail_file(job, partition).unlink(missing_ok=True)
+            return original(job, partition, chosen)
+
+        monkeypatch.setattr(run_module, "_detail_rows", without_kept)
+    options = Options(diff_customers=5, partitions=6, executor=Executor(workers=workers))
+    many = _run(snapshot, 3, options)
+    assert len(single_phase3.lines) and len(single_phase3.diffs)
+    pd.testing.assert_frame_equal(single_phase3.lines, many.lines)
+    assert single_phase3.diffs == many.diffs
 
 
 def _flaky(payload: tuple[str, int]) -> int:
