@@ -26,6 +26,11 @@ from shadowbill.partitions import BUCKETS, bucket_of
 from shadowbill.reconcile.findings import empty_findings
 
 STAT_KEYS = ("comparison", "cause", "severity", "level")
+# Columns of few distinct values, dictionary-encoded in findings.parquet. Ids and keys are
+# nearly all distinct: encoding them as dictionaries tripled the write time at 17 M rows.
+DICTIONARY_COLUMNS = (
+    "comparison", "level", "currency", "cause", "severity", "price_id", "explanation",
+)  # fmt: skip
 
 
 @cache
@@ -129,7 +134,9 @@ def _bucket_tables(spills: list[Spill]) -> Iterator[pa.Table]:
 def merge_spills(spills: list[Spill], out_path: Path) -> Path:
     """Write every partition's findings into one Parquet file, one row group per bucket."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(str(out_path), findings_schema()) as writer:
+    with pq.ParquetWriter(
+        str(out_path), findings_schema(), use_dictionary=list(DICTIONARY_COLUMNS)
+    ) as writer:
         for table in _bucket_tables(spills):
             writer.write_table(table, row_group_size=table.num_rows)
     return out_path
