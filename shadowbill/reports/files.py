@@ -172,35 +172,36 @@ def _sheet_findings(result: ReconciliationResult) -> tuple[pd.DataFrame, int]:
 def _most_severe_on_disk(path: Path, limit: int) -> tuple[pd.DataFrame, int]:
     """``_most_severe`` over a findings file: ranks from two columns, then only the rows kept."""
     file = pq.ParquetFile(str(path))
-    keys = []
-    for i in range(file.num_row_groups):  # a row group at a time: two columns only
-        group = file.read_row_group(i, columns=["severity", "delta"]).to_pandas()
-        rank = group["severity"].map(_SEVERITY_ORDER).fillna(3).to_numpy(dtype=np.int64)
-        size = group["delta"].abs().fillna(0).to_numpy(dtype=np.int64)
-        keys.append((rank << 56) | (np.int64(2**56 - 1) - np.minimum(size, 2**56 - 1)))
-    total = int(sum(len(k) for k in keys))
+    keys = file.read(columns=["severity", "delta"])
+    total = keys.num_rows
     if total == 0:
         return empty_findings(), 0
-    key = np.concatenate(keys)  # one int64 per finding, smaller = more severe
+    order = pa.array(list(_SEVERITY_ORDER), pa.large_string())
+    severity = pc.cast(keys["severity"], pa.large_string())
+    rank = pc.index_in(severity, value_set=order).fill_null(len(order))
+    rank = np.asarray(rank.to_numpy(), dtype=np.int64)
+    size = np.abs(np.asarray(keys["delta"].fill_null(0).to_numpy(), dtype=np.int64))
+    del keys, severity
+    # one int64 per finding, smaller = more severe
+    key = (rank << 56) | (np.int64(2**56 - 1) - np.minimum(size, 2**56 - 1))
     if total > limit:  # the limit smallest keys; ties at the edge by file order
         edge = np.partition(key, limit - 1)[limit - 1]
         below = np.flatnonzero(key < edge)
         ties = np.flatnonzero(key == edge)[: limit - len(below)]
-        rows = np.concatenate([below, ties])
+        rows = np.sort(np.concatenate([below, ties]))
     else:
         rows = np.arange(total)
-    rows = np.sort(rows)
-    rows = rows[np.argsort(key[rows], kind="stable")]  # by severity, file order between equals
-    starts = np.cumsum([0, *(len(k) for k in keys)])
+    starts = np.cumsum(
+        [0, *(file.metadata.row_group(i).num_rows for i in range(file.num_row_groups))]
+    )
     groups = np.searchsorted(starts, rows, side="right") - 1
-    picked = []
-    for g in np.unique(groups):  # read only the row groups holding kept rows
-        mine = rows[groups == g]
-        picked.append(file.read_row_group(int(g)).take(pa.array(mine - starts[g])))
-    table = pa.concat_tables(picked)
-    # back into severity order: position of each kept row among the sorted ``rows``
-    where = np.concatenate([np.flatnonzero(groups == g) for g in np.unique(groups)])
-    table = table.take(pa.array(np.argsort(where, kind="stable")))
+    picked = [  # only the row groups holding kept rows, in file order
+        file.read_row_group(int(g)).take(pa.array(rows[groups == g] - starts[g]))
+        for g in np.unique(groups)
+    ]
+    table = pa.concat_tables(picked).combine_chunks()
+    # kept rows are in file order: by severity, file order between equals
+    table = table.take(pa.array(np.argsort(key[rows], kind="stable")))
     return table.to_pandas().reset_index(drop=True), total
 
 
