@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,9 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from shadowbill.partitions import BUCKETS, bucket_of
+from shadowbill.reconcile.explain_text import timestamps_iso
 from shadowbill.reconcile.findings import empty_findings
 
 STAT_KEYS = ("comparison", "cause", "severity", "level")
@@ -41,10 +45,16 @@ def findings_schema() -> pa.Schema:
 
 @dataclass(frozen=True)
 class Spill:
-    """One partition's findings on disk: the file and where each bucket's rows start."""
+    """One partition's findings on disk: the file and where each bucket's rows start.
+
+    ``csv`` holds the same rows as CSV text (no header), each bucket's bytes at
+    ``csv_ranges[bucket]`` = (offset, length): the driver stitches findings.csv from them.
+    """
 
     path: Path
     batches: dict[int, int]  # bucket -> the record batch holding its rows
+    csv: Path | None = None
+    csv_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,22 +107,70 @@ def ordered(groups: tuple[pd.DataFrame, ...]) -> tuple[pd.DataFrame, np.ndarray]
     return whole.iloc[order].drop(columns="_group").reset_index(drop=True), buckets[order]
 
 
+CSV_OPTIONS = {"quoting_style": "needed"}
+
+
+def csv_ready(table: pa.Table) -> pa.Table:
+    """Timestamps as ISO UTC text to the second; everything else as Arrow writes it."""
+    for i, name in enumerate(table.column_names):
+        if pa.types.is_timestamp(table.schema.field(name).type):
+            table = table.set_column(i, name, _iso_seconds(table[name]))
+    return table
+
+
+def _iso_seconds(times: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """ "2025-03-12T00:00:00Z" per instant (null stays null); billing periods are whole seconds."""
+    column = times.combine_chunks() if isinstance(times, pa.ChunkedArray) else times
+    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
+    text = timestamps_iso(micros.fill_null(0).to_numpy())
+    if column.null_count == 0:
+        return text
+    return pc.if_else(pc.is_valid(micros), text, pa.scalar(None, text.type))
+
+
+def csv_header(schema: pa.Schema) -> bytes:
+    """The header line findings.csv starts with."""
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(csv_ready(schema.empty_table()), sink, pa_csv.WriteOptions(**CSV_OPTIONS))
+    return sink.getvalue().to_pybytes()
+
+
+def csv_rows(table: pa.Table) -> bytes:
+    """Rows as findings.csv holds them, without the header."""
+    sink = pa.BufferOutputStream()
+    options = pa_csv.WriteOptions(include_header=False, **CSV_OPTIONS)
+    pa_csv.write_csv(csv_ready(table), sink, options)
+    return sink.getvalue().to_pybytes()
+
+
 def spill(findings: pd.DataFrame, buckets: np.ndarray, path: Path) -> Spill:
-    """Write a partition's ordered findings to an Arrow file, one record batch per bucket."""
+    """Write a partition's ordered findings to an Arrow file, one record batch per bucket,
+    and the same rows as CSV text beside it (formatting CSV is the costly part: it runs
+    here, in parallel, not in the driver)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(
         findings, schema=findings_schema(), preserve_index=False
     ).combine_chunks()
     offsets = np.searchsorted(buckets, np.arange(BUCKETS + 1), side="left")
     batches: dict[int, int] = {}
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    ranges: dict[int, tuple[int, int]] = {}
+    csv_path = path.with_suffix(".csv")
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+        open(csv_path, "wb") as text,
+    ):
         for b in range(BUCKETS):
             lo, hi = int(offsets[b]), int(offsets[b + 1])
             if hi > lo:
-                (batch,) = table.slice(lo, hi - lo).to_batches(max_chunksize=hi - lo)
+                part = table.slice(lo, hi - lo)
+                (batch,) = part.to_batches(max_chunksize=hi - lo)
                 writer.write_batch(batch)
                 batches[b] = len(batches)
-    return Spill(path, batches)
+                rows = csv_rows(part)
+                ranges[b] = (text.tell(), len(rows))
+                text.write(rows)
+    return Spill(path, batches, csv_path, ranges)
 
 
 def _bucket_tables(spills: list[Spill]) -> Iterator[pa.Table]:
@@ -139,6 +197,27 @@ def merge_spills(spills: list[Spill], out_path: Path) -> Path:
     ) as writer:
         for table in _bucket_tables(spills):
             writer.write_table(table, row_group_size=table.num_rows)
+    return out_path
+
+
+def merge_csv(spills: list[Spill], out_path: Path) -> Path:
+    """Stitch every partition's CSV text into one findings.csv, bucket by bucket."""
+    partitions = len(spills)
+    with ExitStack() as files:
+        out = files.enter_context(open(out_path, "wb"))
+        out.write(csv_header(findings_schema()))
+        sources = [files.enter_context(open(s.csv, "rb")) if s.csv else None for s in spills]
+        for b in range(BUCKETS):
+            k = b % partitions
+            source = sources[k]
+            if source is None or b not in spills[k].csv_ranges:
+                continue
+            start, length = spills[k].csv_ranges[b]
+            source.seek(start)
+            while length > 0:  # in bounded pieces
+                piece = source.read(min(length, 1 << 24))
+                out.write(piece)
+                length -= len(piece)
     return out_path
 
 

@@ -140,6 +140,7 @@ class ReconciliationResult:
     # comparison A, unexplained, causes the phase forbids), and
     # ``finding_stats`` has the counts of all of them (FindingStats.as_summary's shape).
     findings_file: Path | None = None
+    findings_csv_file: Path | None = None  # the same findings as CSV, when already written
     finding_stats: dict[str, Any] | None = None
     # Keeps the run's working folder (the findings file) alive as long as the result.
     workdir: Any = field(default=None, repr=False, compare=False)

@@ -37,7 +37,7 @@ from shadowbill.mappings.rollout import Rollout, load_rollout
 from shadowbill.mappings.translate import translate
 from shadowbill.partitions import bucket_of, check_partitions, partition_of
 from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
-from shadowbill.reconcile.findings_spill import merge_spills
+from shadowbill.reconcile.findings_spill import merge_csv, merge_spills
 from shadowbill.reconcile.gate import evaluate_gate
 from shadowbill.reconcile.phase_part import (
     Bounds,
@@ -68,7 +68,12 @@ from shadowbill.reconcile.views import (
     sort_detail_lines,
 )
 from shadowbill.snapshot_buckets import SHARED_TABLES, snapshot_partition
-from shadowbill.snapshot_io import file_sha256, read_snapshot, snapshot_fingerprint
+from shadowbill.snapshot_io import (
+    file_sha256,
+    read_quarantine,
+    read_snapshot,
+    snapshot_fingerprint,
+)
 from shadowbill.tables import Snapshot
 
 
@@ -403,9 +408,13 @@ def _assemble(
 ) -> ReconciliationResult:
     """One result from every partition's share: combined frames, the verdict, the detail."""
     findings = combine_notable(parts)
-    findings_file = merge_spills([p.spill for p in parts], workdir.path / "findings.parquet")
+    spills = [p.spill for p in parts]
+    findings_file = merge_spills(spills, workdir.path / "findings.parquet")
+    findings_csv = merge_csv(spills, workdir.path / "findings.csv")
     for p in parts:
         p.spill.path.unlink(missing_ok=True)
+        if p.spill.csv is not None:
+            p.spill.csv.unlink(missing_ok=True)
     customers = combine_customers(parts)
     unmapped = combine_unmapped(parts)
     verdict = evaluate_gate(policy, phase, findings, customers, unmapped)
@@ -433,6 +442,7 @@ def _assemble(
         verdict=verdict,
         fingerprints=dict(fingerprints or {}),
         findings_file=findings_file,
+        findings_csv_file=findings_csv,
         finding_stats=combine_stats(parts).as_summary(),
         workdir=workdir,
         counts={
@@ -544,5 +554,5 @@ def reconcile_files(
 
 
 def _quarantine(snapshot_dir: Path) -> pd.DataFrame:
-    """The snapshot's whole quarantine (every partition reads it too; it is small)."""
-    return read_partition(snapshot_dir, 0, 1).quarantine
+    """The snapshot's whole quarantine, and nothing else (every partition reads it too)."""
+    return read_quarantine(snapshot_dir)

@@ -19,9 +19,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from shadowbill.errors import ReportError
-from shadowbill.reconcile.explain_text import timestamps_iso
 from shadowbill.reconcile.findings import empty_findings
-from shadowbill.reconcile.findings_spill import read_batches
+from shadowbill.reconcile.findings_spill import CSV_OPTIONS, csv_ready, read_batches
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
 from shadowbill.reports.payload import report_customers
@@ -233,27 +232,10 @@ def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
     return write_workbook(out_path, sheets)
 
 
-def _csv_ready(table: pa.Table) -> pa.Table:
-    """Timestamps as ISO UTC text to the second; everything else as Arrow writes it."""
-    for i, name in enumerate(table.column_names):
-        if pa.types.is_timestamp(table.schema.field(name).type):
-            table = table.set_column(i, name, _iso_seconds(table[name]))
-    return table
-
-
-def _iso_seconds(times: pa.ChunkedArray) -> pa.Array:
-    """ "2025-03-12T00:00:00Z" per instant (null stays null); billing periods are whole seconds."""
-    column = times.combine_chunks() if isinstance(times, pa.ChunkedArray) else times
-    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
-    valid = pc.is_valid(micros)
-    text = timestamps_iso(micros.fill_null(0).to_numpy())
-    return text if column.null_count == 0 else pc.if_else(valid, text, pa.scalar(None, text.type))
-
-
 def write_csv(frame: pd.DataFrame, out_path: Path) -> Path:
     """A frame as CSV through Arrow's writer (fast at millions of rows); times ISO UTC."""
-    table = _csv_ready(pa.Table.from_pandas(frame, preserve_index=False))
-    pa_csv.write_csv(table, out_path, pa_csv.WriteOptions(quoting_style="needed"))
+    table = csv_ready(pa.Table.from_pandas(frame, preserve_index=False))
+    pa_csv.write_csv(table, out_path, pa_csv.WriteOptions(**CSV_OPTIONS))
     return out_path
 
 
@@ -262,17 +244,17 @@ def write_csv_from_parquet(parquet: Path, out_path: Path) -> Path:
     writer: pa_csv.CSVWriter | None = None
     try:
         for table in read_batches(parquet):
-            ready = _csv_ready(table)
+            ready = csv_ready(table)
             if writer is None:
                 writer = pa_csv.CSVWriter(
                     str(out_path),
                     ready.schema,
-                    write_options=pa_csv.WriteOptions(quoting_style="needed"),
+                    write_options=pa_csv.WriteOptions(**CSV_OPTIONS),
                 )
             writer.write_table(ready)
         if writer is None:  # no findings: the header alone
-            empty = _csv_ready(pq.read_schema(str(parquet)).empty_table())
-            pa_csv.write_csv(empty, out_path, pa_csv.WriteOptions(quoting_style="needed"))
+            empty = csv_ready(pq.read_schema(str(parquet)).empty_table())
+            pa_csv.write_csv(empty, out_path, pa_csv.WriteOptions(**CSV_OPTIONS))
     finally:
         if writer is not None:
             writer.close()
@@ -287,7 +269,11 @@ def write_findings(result: ReconciliationResult, out_dir: Path) -> list[Path]:
         parquet = out_dir / "findings.parquet"
         if result.findings_file is not None:
             shutil.copyfile(result.findings_file, parquet)
-            csv = write_csv_from_parquet(parquet, out_dir / "findings.csv")
+            csv = out_dir / "findings.csv"
+            if result.findings_csv_file is not None:  # stitched from the partitions' text
+                shutil.copyfile(result.findings_csv_file, csv)
+            else:
+                write_csv_from_parquet(parquet, csv)
         else:
             result.findings.to_parquet(parquet, index=False)
             csv = write_csv(result.findings, out_dir / "findings.csv")

@@ -17,7 +17,7 @@ from shadowbill.reconcile import run as run_module
 from shadowbill.reconcile.executors import Executor, Task, run_tasks
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import Options, PartJob, reconcile_files
-from shadowbill.reports.files import write_findings
+from shadowbill.reports.files import write_csv_from_parquet, write_findings
 from shadowbill.reports.summary import write_summary
 from shadowbill.tables import Snapshot
 
@@ -130,6 +130,17 @@ def test_detail_read_again_when_pass_3_kept_nothing(
     assert len(single_phase3.lines) and len(single_phase3.diffs)
     pd.testing.assert_frame_equal(single_phase3.lines, many.lines)
     assert single_phase3.diffs == many.diffs
+
+
+def test_stitched_csv_is_the_csv_of_the_parquet(snapshot: Path, tmp_path: Path) -> None:
+    """findings.csv, stitched from the partitions' text, is the Parquet file written as CSV."""
+    result = _run(snapshot, 2, Options(diff_customers=5, partitions=3))
+    assert result.findings_csv_file is not None
+    write_findings(result, tmp_path)
+    again = write_csv_from_parquet(tmp_path / "findings.parquet", tmp_path / "again.csv")
+    stitched = (tmp_path / "findings.csv").read_bytes()
+    assert stitched.count(b"\n") > 100
+    assert stitched == again.read_bytes()
 
 
 def _flaky(payload: tuple[str, int]) -> int:
