@@ -29,7 +29,7 @@ from shadowbill.reconcile import explain_text as tx
 from shadowbill.reconcile.joins import cross_by_group, cumsum_by, rank_in_group, sum_by
 from shadowbill.reconcile.lines import DISCOUNT, Coded, LinePart, empty_part
 from shadowbill.reconcile.periods import Cadence, Periods, first_start_at_or_after, months_between
-from shadowbill.reconcile.pricing_inputs import PricingInputs
+from shadowbill.reconcile.pricing_inputs import Discounts, PricingInputs
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -177,6 +177,40 @@ def _lines(
     if not n:
         return empty_part()
     d = inputs.discounts
+    description, explain = Coded.missing(n), Coded.missing(n)
+    if inputs.text:
+        description, explain = _texts(inputs, d, disc, inv, periods, totals, bases)
+    part = LinePart(
+        kind=np.full(n, DISCOUNT, dtype=np.int64),
+        inv=inv,
+        order=np.where(line_level, disc, disc + len(d.sub)),  # applied order: line-level first
+        side=np.zeros(n, dtype=np.int64),
+        item=np.full(n, -1, dtype=np.int64),
+        price=np.full(n, -1, dtype=np.int64),
+        quantity=np.zeros(n, dtype=np.int64),
+        has_quantity=np.zeros(n, dtype=bool),
+        amount=-totals,
+        start=periods.start[inv],
+        end=periods.end[inv],
+        item_id=Coded(pa.array(d.item_id, pa.large_string()), disc),
+        ref=Coded(tx.join("discount/", pa.array(d.discount_id, pa.large_string())), disc),
+        description=description,
+        explain=explain,
+        unit_decimal=Coded.missing(n),
+    )
+    return part.sorted()
+
+
+def _texts(
+    inputs: PricingInputs,
+    d: Discounts,
+    disc: np.ndarray,
+    inv: np.ndarray,
+    periods: Periods,
+    totals: np.ndarray,
+    bases: np.ndarray,
+) -> tuple[Coded, Coded]:
+    """Each discount line's description and explanation."""
     exps = inputs.subs.exponent[periods.sub[inv]]
     label = tx.take(d.label, disc)
     pct = d.percent[disc]
@@ -197,22 +231,5 @@ def _lines(
     capped = ~is_pct & (d.amount_off[disc] > totals)
     explain = tx.join(off, " off ", label, when, " on ", tx.majors(bases, exps))
     explain = tx.choose(capped, tx.join(explain, ", capped at the amount"), explain)
-    part = LinePart(
-        kind=np.full(n, DISCOUNT, dtype=np.int64),
-        inv=inv,
-        order=np.where(line_level, disc, disc + len(d.sub)),  # applied order: line-level first
-        side=np.zeros(n, dtype=np.int64),
-        item=np.full(n, -1, dtype=np.int64),
-        price=np.full(n, -1, dtype=np.int64),
-        quantity=np.zeros(n, dtype=np.int64),
-        has_quantity=np.zeros(n, dtype=bool),
-        amount=-totals,
-        start=ps,
-        end=periods.end[inv],
-        item_id=Coded(pa.array(d.item_id, pa.large_string()), disc),
-        ref=Coded(tx.join("discount/", pa.array(d.discount_id, pa.large_string())), disc),
-        description=Coded.per_row(tx.join(label, " (", off, " off)")),
-        explain=Coded.per_row(explain),
-        unit_decimal=Coded.missing(n),
-    )
-    return part.sorted()
+    description = tx.join(label, " (", off, " off)")
+    return Coded.per_row(description), Coded.per_row(explain)

@@ -213,20 +213,29 @@ def proration_lines(
     num, den = fraction(engine.proration, t, start, natural_end)
     magnitude = prorate(exact, table.factor, num, den, engine.rounding)
     amount = np.where(side == 1, magnitude, -magnitude)
-    what = tx.join(tx.counts(quantity), " × ", tx.take(_nicknames(inputs), price))
-    description = tx.join(
-        tx.choose(side == 1, "Remaining time on ", "Unused time on "), what, " after ", tx.dates(t)
-    )
-    explain = tx.join(
-        fraction_text(engine.proration, t, start, natural_end),
-        " of ",
-        charge_text(table, price, quantity, table.exponent[price]),
-    )
+    n = len(item)
+    description, explain = Coded.missing(n), Coded.missing(n)
+    if inputs.text:
+        what = tx.join(tx.counts(quantity), " × ", tx.take(_nicknames(inputs), price))
+        description = Coded.per_row(
+            tx.join(
+                tx.choose(side == 1, "Remaining time on ", "Unused time on "),
+                what,
+                " after ",
+                tx.dates(t),
+            )
+        )
+        explain = Coded.per_row(
+            tx.join(
+                fraction_text(engine.proration, t, start, natural_end),
+                " of ",
+                charge_text(table, price, quantity, table.exponent[price]),
+            )
+        )
     item_ids = inputs.items.item_id.take(pa.array(item))
     ref = tx.join(
         "proration/", item_ids, tx.choose(side == 1, "/debit@", "/credit@"), tx.timestamps_iso(t)
     )
-    n = len(item)
     part = LinePart(
         kind=np.full(n, PRORATION, dtype=np.int64),
         inv=inv,
@@ -241,8 +250,8 @@ def proration_lines(
         end=periods.end[inv],
         item_id=Coded(inputs.items.item_id, item),
         ref=Coded.per_row(ref),
-        description=Coded.per_row(description),
-        explain=Coded.per_row(explain),
+        description=description,
+        explain=explain,
         unit_decimal=Coded(pa.array(table.unit_decimal, pa.large_string()), price),
     )
     return part.sorted()

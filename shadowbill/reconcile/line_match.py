@@ -26,12 +26,29 @@ def keyed_lines(invoices: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
     out["line_start"] = out["period_start"]
     out["sign"] = (out["amount"] < 0).map({True: "-", False: "+"}).astype("string")
     out["price_id"] = out["price_id"].astype("string").fillna("")
-    out = out.sort_values(
-        ["subscription_id", "invoice_start", "kind", "price_id", "line_start", "sign", "line_id"],
-        kind="stable",
-    )
-    out["nth"] = out.groupby(LINE_KEY[:-1], sort=False, dropna=False).cumcount()
-    return out.reset_index(drop=True)
+    # Sorted and counted on integer ranks of each column (missing last, as sort_values
+    # puts them): the order and the groups of the strings, at a fraction of the cost.
+    ranks = {c: _rank(out[c]) for c in _ORDER}
+    order = np.lexsort([ranks[c] for c in reversed(_ORDER)])  # stable: ties keep input order
+    out = out.iloc[order].reset_index(drop=True)
+    keys = np.column_stack([ranks[c][order] for c in LINE_KEY[:-1]])
+    new_group = np.ones(len(out), dtype=bool)
+    if len(out) > 1:
+        new_group[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    starts = np.maximum.accumulate(np.where(new_group, np.arange(len(out)), 0))
+    out["nth"] = np.arange(len(out), dtype=np.int64) - starts
+    return out
+
+
+_ORDER = ["subscription_id", "invoice_start", "kind", "price_id", "line_start", "sign", "line_id"]
+
+
+def _rank(column: pd.Series) -> np.ndarray:
+    """Integer ranks with the column's sort order; equal values share a rank, missing last."""
+    codes, uniques = pd.factorize(column, sort=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    codes[codes < 0] = len(uniques)
+    return codes
 
 
 def match_lines(expected: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def price(
     billing stands in the snapshot (:func:`default_end`). ``text`` False leaves the lines'
     ``description`` and ``explain`` empty: the comparisons never read them, only people do.
     """
-    inputs = prepare(snapshot, catalog)
+    inputs = prepare(snapshot, catalog, text=text)
     end_us = timestamp_us(end if end is not None else default_end(snapshot))
     assert end_us is not None
     steps, bad_interval = cadence(inputs.subs.interval, inputs.subs.interval_count)

@@ -99,6 +99,7 @@ class PricingInputs:
     tax_percent: IntArray  # per catalog tax rate, scaled
     errors: pd.DataFrame  # subscription_id, price_id, reason
     excluded: BoolArray  # per subscription: cannot be priced
+    text: bool = True  # build the lines' descriptions and explanations
 
 
 def _strings(series: pd.Series) -> ObjArray:
@@ -145,7 +146,7 @@ def _errors(sub_ids: ObjArray, subs: IntArray, price_ids: object, reasons: objec
     )
 
 
-def prepare(snapshot: Snapshot, catalog: Catalog) -> PricingInputs:
+def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> PricingInputs:
     """Align the snapshot's tables and resolve them against the catalog."""
     errors: list[pd.DataFrame] = []
     subs_frame = snapshot["subscriptions"].sort_values("subscription_id", kind="stable")
@@ -263,6 +264,7 @@ def prepare(snapshot: Snapshot, catalog: Catalog) -> PricingInputs:
         tax_percent=tax_percent,
         errors=error_frame.drop_duplicates().reset_index(drop=True),
         excluded=excluded,
+        text=text,
     )
 
 

@@ -63,23 +63,11 @@ def tax_lines(
     exps = inputs.subs.exponent[periods.sub[inv]]
     names = np.array([t.display_name for t in catalog.tax_rates], dtype=object)
     ids = np.array([t.id for t in catalog.tax_rates], dtype=object)
-    pct_text = tx.join(tx.decimals(pct[inv], inputs.percent_scale), "%")
-    name = tx.take(names, r)
-    inc = inclusive[inv]
-    explain = tx.choose(
-        inc,
-        tx.join(
-            "includes ",
-            tx.majors(amount[inv], exps),
-            " ",
-            name,
-            " (",
-            pct_text,
-            ") in ",
-            tx.majors(base[inv], exps),
-        ),
-        tx.join(pct_text, " ", name, " on ", tx.majors(base[inv], exps)),
-    )
+    description, explain = Coded.missing(n), Coded.missing(n)
+    if inputs.text:
+        description, explain = _texts(
+            inputs, names, pct[inv], r, inclusive[inv], amount[inv], base[inv], exps
+        )
     part = LinePart(
         kind=np.full(n, TAX, dtype=np.int64),
         inv=inv,
@@ -94,8 +82,39 @@ def tax_lines(
         end=periods.end[inv],
         item_id=Coded.missing(n),
         ref=Coded(tx.join("tax/", pa.array(ids, pa.large_string())), r),
-        description=Coded.per_row(tx.join(name, " (", pct_text, tx.choose(inc, " included)", ")"))),
-        explain=Coded.per_row(explain),
+        description=description,
+        explain=explain,
         unit_decimal=Coded.missing(n),
     )
     return part, tax
+
+
+def _texts(
+    inputs: PricingInputs,
+    names: np.ndarray,
+    pct: np.ndarray,
+    r: np.ndarray,
+    inc: np.ndarray,
+    amount: np.ndarray,
+    base: np.ndarray,
+    exps: np.ndarray,
+) -> tuple[Coded, Coded]:
+    """Each tax line's description and explanation."""
+    pct_text = tx.join(tx.decimals(pct, inputs.percent_scale), "%")
+    name = tx.take(names, r)
+    explain = tx.choose(
+        inc,
+        tx.join(
+            "includes ",
+            tx.majors(amount, exps),
+            " ",
+            name,
+            " (",
+            pct_text,
+            ") in ",
+            tx.majors(base, exps),
+        ),
+        tx.join(pct_text, " ", name, " on ", tx.majors(base, exps)),
+    )
+    description = tx.join(name, " (", pct_text, tx.choose(inc, " included)", ")"))
+    return Coded.per_row(description), Coded.per_row(explain)
