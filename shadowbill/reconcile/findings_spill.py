@@ -109,6 +109,8 @@ def ordered(groups: tuple[pd.DataFrame, ...]) -> tuple[pd.DataFrame, np.ndarray]
 
 
 CSV_OPTIONS = {"quoting_style": "needed"}
+# Spills are compressed: on a Dask cluster they cross the network to the driver.
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 def csv_ready(table: pa.Table) -> pa.Table:
@@ -158,7 +160,7 @@ def spill(findings: pd.DataFrame, buckets: np.ndarray, path: Path) -> Spill:
     csv_path = path.with_suffix(".csv")
     with (
         pa.OSFile(str(path), "wb") as sink,
-        pa.ipc.new_file(sink, table.schema) as writer,
+        pa.ipc.new_file(sink, table.schema, options=_IPC_OPTIONS) as writer,
         open(csv_path, "wb") as text,
     ):
         for b in range(BUCKETS):

@@ -11,6 +11,10 @@ Passes: (1) the estate's cohort instant, unless the rollout sets ``as_of``; (2) 
 partition's earliest legacy period and latest cut-over, which fix the shared pricing
 window (skipped for one partition); (3) each partition reconciled over that window;
 (4) the report's bounded detail, re-priced for the few customers it can open.
+
+Passes hand work on through the run's folder: pass 2 keeps each partition's plan, pass 3
+its findings (Arrow and CSV text, merged by the driver bucket by bucket) and the rows of
+its own detail candidates, from which pass 4 prices the customers finally chosen.
 """
 
 from __future__ import annotations
