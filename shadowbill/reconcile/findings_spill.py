@@ -5,7 +5,8 @@ B per invoice, B per customer, each in findings order) and hands back only count
 the findings the gate and the report need (comparison A and unexplained). The driver
 then writes ``findings.parquet`` bucket by bucket, one row group per bucket, reading
 each bucket's rows from the one partition that holds it: the file is the same bytes
-whatever the partition count, and memory is bounded by a bucket.
+whatever the partition count, and memory is bounded by a bucket. Partitions also write
+their rows as CSV text, so the driver only stitches ``findings.csv`` together.
 """
 
 from __future__ import annotations
@@ -225,11 +226,14 @@ def _copy_range(source: BinaryIO, out: BinaryIO, start: int, length: int) -> Non
     out.flush()
     if hasattr(os, "copy_file_range"):
         position = out.tell()
-        while length > 0:
-            done = os.copy_file_range(source.fileno(), out.fileno(), length, start, position)
-            if done == 0:
-                break
-            start, position, length = start + done, position + done, length - done
+        try:
+            while length > 0:
+                done = os.copy_file_range(source.fileno(), out.fileno(), length, start, position)
+                if done == 0:
+                    break
+                start, position, length = start + done, position + done, length - done
+        except OSError:
+            pass  # this file system refuses it: the plain copy below does the rest
         out.seek(position)
     source.seek(start)
     while length > 0:  # no kernel copy here (or it stopped short): in bounded pieces
