@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.api.types import is_datetime64_dtype
 
 from shadowbill.calendar import (
     DAY_US,
@@ -32,7 +33,13 @@ NEVER = np.iinfo(np.int64).min  # an absent start
 
 def to_us(series: pd.Series, missing: int) -> IntArray:
     """UTC timestamps as int64 microseconds since the epoch; missing values become ``missing``."""
-    values = pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        values = series.dt.tz_convert("UTC")  # already instants: to_datetime would sample them
+    elif is_datetime64_dtype(series.dtype):
+        values = series.dt.tz_localize("UTC")
+    else:
+        values = pd.to_datetime(series, utc=True)
+    values = values.astype("datetime64[us, UTC]")
     missing_mask = values.isna().to_numpy(dtype=bool)
     naive = values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
     out = naive.view(np.int64).copy()
