@@ -28,13 +28,21 @@ def keyed_lines(invoices: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
     out["price_id"] = out["price_id"].astype("string").fillna("")
     # Sorted and counted on integer ranks of each column (missing last, as sort_values
     # puts them): the order and the groups of the strings, at a fraction of the cost.
-    ranks = {c: _rank(out[c]) for c in _ORDER}
-    order = np.lexsort([ranks[c] for c in reversed(_ORDER)])  # stable: ties keep input order
-    out = out.iloc[order].reset_index(drop=True)
+    ranks = {c: _rank(out[c]) for c in LINE_KEY[:-1]}
+    order = np.lexsort([ranks[c] for c in reversed(LINE_KEY[:-1])])  # stable
     keys = np.column_stack([ranks[c][order] for c in LINE_KEY[:-1]])
     new_group = np.ones(len(out), dtype=bool)
     if len(out) > 1:
         new_group[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    # line_id only breaks ties: ranked among the lines of groups of two or more
+    tied = ~new_group
+    tied[:-1] |= ~new_group[1:]
+    if tied.any():
+        group = np.cumsum(new_group)
+        by_id = np.zeros(len(out), dtype=np.int64)
+        by_id[tied] = _rank(out["line_id"].iloc[order[tied]])
+        order = order[np.lexsort((by_id, group))]
+    out = out.iloc[order].reset_index(drop=True)
     starts = np.maximum.accumulate(np.where(new_group, np.arange(len(out)), 0))
     out["nth"] = np.arange(len(out), dtype=np.int64) - starts
     return out

@@ -25,6 +25,7 @@ import tempfile
 import uuid
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -413,17 +414,21 @@ def _assemble(
     """One result from every partition's share: combined frames, the verdict, the detail."""
     findings = combine_notable(parts)
     spills = [p.spill for p in parts]
-    findings_file = merge_spills(spills, workdir.path / "findings.parquet")
-    findings_csv = merge_csv(spills, workdir.path / "findings.csv")
+    # The findings files are written while the detail pass runs: both merges spend their
+    # time in Arrow's writer and in the kernel, outside the interpreter lock.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shadowbill-merge") as merges:
+        parquet_done = merges.submit(merge_spills, spills, workdir.path / "findings.parquet")
+        csv_done = merges.submit(merge_csv, spills, workdir.path / "findings.csv")
+        customers = combine_customers(parts)
+        unmapped = combine_unmapped(parts)
+        verdict = evaluate_gate(policy, phase, findings, customers, unmapped)
+        chosen = detail_customers(customers, findings, options.detail_customers)
+        lines, diffs = detail(chosen, options.diff_customers)
+        findings_file, findings_csv = parquet_done.result(), csv_done.result()
     for p in parts:
         p.spill.path.unlink(missing_ok=True)
         if p.spill.csv is not None:
             p.spill.csv.unlink(missing_ok=True)
-    customers = combine_customers(parts)
-    unmapped = combine_unmapped(parts)
-    verdict = evaluate_gate(policy, phase, findings, customers, unmapped)
-    chosen = detail_customers(customers, findings, options.detail_customers)
-    lines, diffs = detail(chosen, options.diff_customers)
     counts = combine_counts(parts)
     return ReconciliationResult(
         phase=phase,
