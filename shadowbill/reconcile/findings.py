@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Comparison(StrEnum):
@@ -86,4 +89,7 @@ def finding_ids(frame: pd.DataFrame) -> pd.Series:
     """Stable ids: the same finding gets the same id from run to run."""
     parts = frame[["comparison", "level", "subscription_id", "invoice_key", "line_key", "cause"]]
     hashed = pd.util.hash_pandas_object(parts.astype("string").fillna(""), index=False)
-    return ("f" + hashed.astype("uint64").astype(str).str.zfill(20)).astype("string")
+    # "f" + the hash as 20 decimal digits, formatted by Arrow rather than per row in Python
+    digits = pc.utf8_lpad(pc.cast(pa.array(hashed.to_numpy(np.uint64)), pa.string()), 20, "0")
+    ids = pc.binary_join_element_wise("f", digits, "")
+    return pd.Series(pd.array(ids, dtype="string"), index=frame.index)
