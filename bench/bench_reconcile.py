@@ -1,13 +1,16 @@
 """Benchmark: the demo company end to end through the command line, stage by stage.
 
     python bench/bench_reconcile.py --customers 100000 --months 12 [--work DIR]
-        [--partitions P] [--workers N] [--dask-local N] [--skip-generate] [--skip-extract]
+        [--partitions P] [--workers N] [--dask-local N [--dask-malloc-default]]
+        [--skip-generate] [--skip-extract]
 
 Runs ``shadowbill demo-data``, ``extract`` and ``reconcile --phase 2`` as separate
 processes and prints each stage's wall time and peak memory: the largest sum of the
 resident memory of the command and every process it started (worker processes and a
 Dask cluster included), sampled every 0.1 s. ``--dask-local N`` starts a Dask
-LocalCluster of N single-threaded worker processes on loopback for the reconcile stage.
+LocalCluster of N single-threaded worker processes on loopback for the reconcile stage;
+``--dask-malloc-default`` starts them without the ``MALLOC_TRIM_THRESHOLD_`` that Dask's
+nanny sets by default (which also fixes glibc's mmap threshold at 128 KiB).
 Run by hand; the figures go into the README.
 """
 
@@ -78,6 +81,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--dask-local", type=int, default=0, help="LocalCluster workers")
+    parser.add_argument(
+        "--dask-malloc-default",
+        action="store_true",
+        help="start the LocalCluster's workers without the nanny's MALLOC_TRIM_THRESHOLD_",
+    )
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--skip-extract", action="store_true")
     opts = parser.parse_args()
@@ -105,8 +113,13 @@ def main() -> None:
     cluster = None
     also: list[psutil.Process] = []
     if opts.dask_local:
+        import dask
         from distributed import LocalCluster
 
+        if opts.dask_malloc_default:  # glibc's own heap tuning (see the README)
+            spawn_env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+            spawn_env.pop("MALLOC_TRIM_THRESHOLD_", None)
+            dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env})
         cluster = LocalCluster(
             n_workers=opts.dask_local, threads_per_worker=1, processes=True,
             host="127.0.0.1", dashboard_address=None, memory_limit=0,
