@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shadowbill.reconcile.explain_text import join
+
 
 class Comparison(StrEnum):
     """Which two sides a finding compares."""
@@ -90,6 +92,6 @@ def finding_ids(frame: pd.DataFrame) -> pd.Series:
     parts = frame[["comparison", "level", "subscription_id", "invoice_key", "line_key", "cause"]]
     hashed = pd.util.hash_pandas_object(parts.astype("string").fillna(""), index=False)
     # "f" + the hash as 20 decimal digits, formatted by Arrow rather than per row in Python
-    digits = pc.utf8_lpad(pc.cast(pa.array(hashed.to_numpy(np.uint64)), pa.string()), 20, "0")
-    ids = pc.binary_join_element_wise("f", digits, "")
+    digits = pc.utf8_lpad(pc.cast(pa.array(hashed.to_numpy(np.uint64)), pa.large_string()), 20, "0")
+    ids = join("f", digits)
     return pd.Series(pd.array(ids, dtype="string"), index=frame.index)
