@@ -19,7 +19,9 @@ import json
 import operator
 import os
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +58,7 @@ SHOW: Final = 5  # ids named in an error message
 _READ_ONLY: Final = migrations.READ_ONLY_OPTION
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _PG_LOCK_PLAN: Final = 2
+SQLITE_BUSY_SECONDS: Final = 60  # how long a SQLite ledger waits for another writer
 _PG_LOCK_OBJECT: Final = 3
 PLAN_COLUMNS: Final = (
     "subscription_id",
@@ -973,7 +976,7 @@ def _engine(url: str) -> sa.Engine:
         else:
             if not database.startswith("file:"):
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            kwargs.update(connect_args={"timeout": 60})
+            kwargs.update(connect_args={"timeout": SQLITE_BUSY_SECONDS})
     else:
         kwargs.update(pool_pre_ping=True)
     try:
@@ -994,9 +997,9 @@ def _sqlite_events(engine: sa.Engine, *, wal: bool) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         if wal:
-            cur.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -1004,6 +1007,26 @@ def _sqlite_events(engine: sa.Engine, *, wal: bool) -> None:
     def _begin(conn: sa.Connection) -> None:
         read = conn.get_execution_options().get(_READ_ONLY, False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+def _enter_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, waiting out other connections that hold its write lock.
+
+    Switching a file into WAL takes a read lock and then the write lock inside one step;
+    SQLite does not call the busy handler for that upgrade (it could deadlock), so a ledger
+    file created by two processes at once would fail one of them with "database is locked".
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    pause = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def _postgres_events(engine: sa.Engine) -> None:

@@ -97,3 +97,21 @@ def test_readers_do_not_wait_for_a_writer_and_writers_wait_their_turn(sqlite_led
     other.close()
     assert time.monotonic() - started >= 0.5
     assert ledger.object_id(batch, "customer:a") == "cus_1"
+
+
+def test_a_new_ledger_file_waits_for_another_process_holding_its_write_lock(tmp_path):
+    # Switching a file into WAL upgrades a read lock to the write lock, where SQLite does
+    # not call the busy handler: without the ledger's own wait this fails at once.
+    path = tmp_path / "ledger.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process creating the same ledger
+    release = threading.Timer(0.5, other.execute, args=("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    with open_ledger(f"sqlite:///{path}") as ledger:
+        assert ledger.batches().empty
+    release.join()
+    other.close()
+    assert time.monotonic() - started >= 0.5
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
