@@ -3,16 +3,23 @@
 Every executor runs the same picklable task function over the same task list and gives
 the results back in task order, so what a run computes never depends on where it ran.
 A task that fails is run once more; a second failure stops the run with an error that
-names the partition and the customers it holds.
+names the partition and the customers it holds. A local worker process killed from outside
+(e.g. by the out-of-memory killer) breaks its pool: a new pool takes every unfinished task,
+once, and a second break stops the run naming the partitions it left unfinished.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +27,7 @@ from shadowbill.errors import PartitionError, ShadowbillError
 
 T = TypeVar("T")
 R = TypeVar("R")
+SHOW = 5  # partitions named in an error
 
 
 # Told about every finished task: the stage, tasks done, tasks in all, rows it did.
@@ -81,6 +89,20 @@ def _in_process(
     return out
 
 
+def _died(
+    tasks: Sequence[Task[Any]], lost: Sequence[int], who: Callable[[int], str], breaks: int
+) -> PartitionError:
+    shown = ", ".join(str(tasks[i].partition) for i in lost[:SHOW])
+    more = f" and {len(lost) - SHOW} more" if len(lost) > SHOW else ""
+    first = tasks[lost[0]].partition
+    return PartitionError(
+        f"worker processes died {breaks} times (killed from outside the run, e.g. by the"
+        f" out-of-memory killer) while partitions {shown}{more} were unfinished; partition"
+        f" {first} holds {who(first)}. Use more --partitions (each needs less memory) or"
+        " fewer --workers"
+    )
+
+
 def _pooled(
     submit: Callable[[Callable[[T], R], T], Any],
     wait_any: Callable[[set[Any]], set[Any]],
@@ -90,39 +112,60 @@ def _pooled(
     retries: int,
     who: Callable[[int], str],
     tick: Callable[[int, R], None],
+    renew: Callable[[], None] | None = None,
 ) -> list[R]:
-    """Submit everything, collect as tasks finish, resubmit a failed task up to ``retries``."""
+    """Submit everything, collect as tasks finish, resubmit a failed task up to ``retries``.
+
+    A pool that breaks (a worker process killed) is replaced by ``renew`` up to ``retries``
+    times and every unfinished task goes to the new one; a break is not counted against
+    those tasks, since the pool cannot tell which of them the dead worker was running.
+    """
     results: dict[int, R] = {}
     attempts = dict.fromkeys(range(len(tasks)), 1)
-    running = {submit(fn, t.payload): i for i, t in enumerate(tasks)}
-    while running:
-        for future in wait_any(set(running)):
-            i = running.pop(future)
+    breaks = 0
+    running: dict[Any, int] = {}
+    pending = list(range(len(tasks)))
+    while pending or running:
+        lost: list[int] = []
+        for n, i in enumerate(pending):
             try:
-                results[i] = outcome(future)
-            except ShadowbillError:
-                raise
-            except Exception as exc:
-                if attempts[i] > retries:
-                    raise _fail(tasks[i], exc, who, attempts[i]) from exc
-                attempts[i] += 1
+                running[submit(fn, tasks[i].payload)] = i
+            except BrokenExecutor:
+                lost = pending[n:]
+                break
+        pending = []
+        if not lost:
+            for future in sorted(wait_any(set(running)), key=running.__getitem__):
+                i = running.pop(future)
                 try:
-                    running[submit(fn, tasks[i].payload)] = i
-                except Exception as broken:  # the pool itself is gone (a worker was killed)
-                    raise _fail(tasks[i], exc, who, attempts[i] - 1) from broken
-                continue
-            tick(i, results[i])
+                    result = outcome(future)
+                except ShadowbillError:
+                    raise  # bad input: the same on every try, and already a clear message
+                except BrokenExecutor:
+                    lost.append(i)
+                    continue
+                except Exception as exc:
+                    if attempts[i] > retries:
+                        raise _fail(tasks[i], exc, who, attempts[i]) from exc
+                    attempts[i] += 1
+                    pending.append(i)
+                    continue
+                results[i] = result
+                tick(i, result)
+        if lost:  # the pool is gone: every task it still held goes to a new pool
+            lost = sorted({*lost, *pending, *running.values()})
+            running.clear()
+            breaks += 1
+            if renew is None or breaks > retries:
+                raise _died(tasks, lost, who, breaks)
+            renew()
+            pending = lost
     return [results[i] for i in range(len(tasks))]
 
 
-@contextmanager
-def _process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+def _new_pool(workers: int) -> ProcessPoolExecutor:
     # spawn: a clean interpreter per worker, safe with the threads pandas and Arrow start
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_tasks(
@@ -169,14 +212,20 @@ def run_tasks(
                 tick,
             )
     if executor.workers > 1 and len(tasks) > 1:
-        with _process_pool(min(executor.workers, len(tasks))) as pool:
+        workers = min(executor.workers, len(tasks))
+        pools = [_new_pool(workers)]
 
-            def submit_pool(f: Callable[[T], R], payload: T) -> Future[R]:
-                return pool.submit(f, payload)
+        def submit_pool(f: Callable[[T], R], payload: T) -> Future[R]:
+            return pools[-1].submit(f, payload)
 
-            def wait_pool(futures: set[Any]) -> set[Any]:
-                return set(wait(futures, return_when=FIRST_COMPLETED).done)
+        def wait_pool(futures: set[Any]) -> set[Any]:
+            return set(wait(futures, return_when=FIRST_COMPLETED).done)
 
+        def renew_pool() -> None:
+            pools[-1].shutdown(wait=True, cancel_futures=True)
+            pools.append(_new_pool(workers))
+
+        try:
             return _pooled(
                 submit_pool,
                 wait_pool,
@@ -186,7 +235,10 @@ def run_tasks(
                 executor.retries,
                 who,
                 tick,
+                renew_pool,
             )
+        finally:
+            pools[-1].shutdown(wait=True, cancel_futures=True)
     return _in_process(fn, tasks, executor.retries, who, tick)
 
 

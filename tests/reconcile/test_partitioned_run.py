@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -167,6 +169,48 @@ def test_partition_failing_twice_is_named_with_its_customers() -> None:
         PartitionError, match=r"partition \d failed 2 times .* holds 3 customers: a"
     ):
         run_tasks(_broken, tasks, Executor(workers=2), stage="t", who=lambda k: "3 customers: a")
+
+
+def _killed_once(payload: tuple[str, int]) -> int:
+    marker, value = payload
+    path = Path(marker)
+    if value == 3 and not path.exists():
+        path.write_text("killed once")
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer would
+    return value * 10
+
+
+def _killed(payload: int) -> int:
+    if payload == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return payload
+
+
+def test_a_killed_worker_is_replaced_and_its_partitions_run_again(tmp_path: Path) -> None:
+    tasks = [Task(k, (str(tmp_path / "marker"), k)) for k in range(6)]
+    done: list[int] = []
+    result = run_tasks(
+        _killed_once,
+        tasks,
+        Executor(workers=2),
+        stage="t",
+        progress=lambda _stage, n, _total, _rows: done.append(n),
+    )
+    assert result == [0, 10, 20, 30, 40, 50]
+    assert (tmp_path / "marker").exists()  # the worker really died once
+    assert done == [1, 2, 3, 4, 5, 6]  # every partition counted once
+
+
+def test_a_worker_killed_again_stops_the_run_naming_the_unfinished_partitions() -> None:
+    tasks = [Task(k, k) for k in range(4)]
+    with pytest.raises(PartitionError) as err:
+        run_tasks(_killed, tasks, Executor(workers=2), stage="t", who=lambda k: f"customers of {k}")
+    message = str(err.value)
+    assert "worker processes died 2 times" in message
+    assert "out-of-memory" in message and "--partitions" in message
+    unfinished = message.split("while partitions ")[1].split(" were unfinished")[0]
+    assert "1" in unfinished.split(", ")
 
 
 def test_too_many_partitions_is_a_clear_error(snapshot: Path) -> None:
