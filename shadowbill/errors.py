@@ -59,6 +59,10 @@ class PartitionError(ShadowbillError):
     """A partition of a run that failed twice; the message names it and its customers."""
 
 
+class ClusterError(ShadowbillError):
+    """A Dask cluster that cannot run the partitions: unreachable, no workers, or paths unseen."""
+
+
 class TargetError(ShadowbillError):
     """A migration target that cannot be used, refused a request, or cannot carry a batch."""
 

@@ -190,10 +190,11 @@ def run_tasks(
     if not tasks:
         return []
     if executor.dask_address:
-        from distributed import Client
         from distributed import wait as dask_wait
 
-        with Client(executor.dask_address) as client:
+        from shadowbill.reconcile.dask_cluster import connect
+
+        with connect(executor.dask_address) as client:
 
             def submit_dask(f: Callable[[T], R], payload: T) -> Any:
                 return client.submit(f, payload, pure=False)

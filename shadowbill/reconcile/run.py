@@ -538,6 +538,8 @@ def reconcile_files(
         )
     source = Path(snapshot_dir).resolve()
     workdir = _Workdir(options.work_dir)
+    if options.executor.dask_address:
+        _check_cluster(options.executor.dask_address, source, rollout, policy_path, workdir.path)
     parts, base = _run_parts(
         source,
         Path(rollout.path).resolve(),
@@ -560,6 +562,24 @@ def reconcile_files(
         lambda chosen, n: _detail(base, options.executor, chosen, n),
         workdir,
     )
+
+
+def _check_cluster(
+    address: str, source: Path, rollout: Rollout, policy_path: Path | None, work: Path
+) -> None:
+    """Stop before the first partition if a Dask worker cannot see this run's files."""
+    from shadowbill.reconcile.dask_cluster import check_workers, connect, warn_about
+
+    read = {
+        "the snapshot": source,
+        "the rollout": Path(rollout.path).resolve(),
+        "the legacy catalog": Path(rollout.legacy_catalog_path).resolve(),
+        "the new catalog": Path(rollout.new_catalog_path).resolve(),
+    }
+    if policy_path is not None:
+        read["the policy"] = Path(policy_path).resolve()
+    with connect(address) as client:
+        warn_about(check_workers(client, read, work))
 
 
 def _quarantine(snapshot_dir: Path) -> pd.DataFrame:

@@ -73,7 +73,7 @@ def test_worker_processes_give_the_same_outputs(
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_outputs(
-    snapshot: Path, reference: dict[str, str], tmp_path: Path
+    snapshot: Path, reference: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
@@ -90,6 +90,9 @@ def test_dask_local_cluster_gives_the_same_outputs(
         )
         result = _run(snapshot, 2, options)
     assert _outputs(result, tmp_path) == reference
+    # the nanny's default allocator setting, which slows the run, is pointed out before it
+    slow = [r.getMessage() for r in caplog.records if "MALLOC_TRIM_THRESHOLD_" in r.getMessage()]
+    assert len(slow) == 1 and "Dask workers tcp://127.0.0.1:" in slow[0]
 
 
 @pytest.fixture(scope="module")
