@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from shadowbill.cli_errors import user_errors
 from shadowbill.cli_migrate import migrate
-from shadowbill.errors import ShadowbillError
 
 if TYPE_CHECKING:
     from shadowbill.reconcile.run import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(func: F) -> F:
-    """Turn a ShadowbillError into one line on stderr and exit status 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ShadowbillError as exc:
-            click.echo(f"shadowbill: error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +56,7 @@ def main() -> None:
     " (snapshot format version 1).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
-@_user_errors
+@user_errors
 def extract(
     source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, layout: str, quiet: bool
 ) -> None:
@@ -107,7 +92,7 @@ def extract(
     type=click.Path(dir_okay=False, path_type=Path),
     help="SQLite file to write (legacy.db).",
 )
-@_user_errors
+@user_errors
 def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
     """Write the demo company's legacy billing database, its extract spec and planted errors."""
     from shadowbill.demo.generate import generate
@@ -153,7 +138,7 @@ def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
 )
-@_user_errors
+@user_errors
 def price(
     snapshot_dir: Path,
     catalog_path: Path,
@@ -271,7 +256,7 @@ def _run_options(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for report.html, findings.*, summary.json, junit.xml.",
 )
-@_user_errors
+@user_errors
 def reconcile(
     snapshot_dir: Path,
     rollout_path: Path,
@@ -317,7 +302,7 @@ def reconcile(
     default=None,
     help="Write summary.json here.",
 )
-@_user_errors
+@user_errors
 def check(
     snapshot_dir: Path,
     rollout_path: Path,
@@ -373,7 +358,7 @@ def check(
     show_default=True,
     help="Also migrate a batch of each phase to a local Stripe-compatible server.",
 )
-@_user_errors
+@user_errors
 def demo(customers: int, months: int, seed: int, out_dir: Path | None, migrate: bool) -> None:
     """Run everything end to end on a fresh demo company and print where the outputs are."""
     from shadowbill.demo.run import run_demo

@@ -20,30 +20,15 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from shadowbill.errors import ShadowbillError
+from shadowbill.cli_errors import user_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_HELP = "Ledger database URL (default: $SHADOWBILL_LEDGER_URL, else .shadowbill/ledger.db)."
-
-
-def _user_errors(func: F) -> F:
-    """Turn a ShadowbillError into one line on stderr and exit status 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ShadowbillError as exc:
-            click.echo(f"shadowbill: error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _ledger_option(func: F) -> F:
@@ -178,7 +163,7 @@ def migrate() -> None:
     help="Rank by risk from a reconciliation of the pool (--no-rank: skip it, faster).",
 )
 @_ledger_option
-@_user_errors
+@user_errors
 def plan(
     rollout_path: Path,
     phase: int,
@@ -243,7 +228,7 @@ def plan(
 @click.option("--batch", "batch_id", required=True, help="Batch id.")
 @_force_options
 @_ledger_option
-@_user_errors
+@user_errors
 def gate(batch_id: str, force: bool, reason: str | None, ledger_url: str | None) -> None:
     """Reconcile the batch's subscriptions alone and record the gate verdict."""
     from shadowbill.migrate.runner import gate_batch
@@ -295,7 +280,7 @@ def gate(batch_id: str, force: bool, reason: str | None, ledger_url: str | None)
 )
 @_force_options
 @_ledger_option
-@_user_errors
+@user_errors
 def apply(
     batch_id: str,
     target: str,
@@ -361,7 +346,7 @@ def apply(
 @click.option("--batch", "batch_id", required=True, help="Batch id.")
 @_target_options
 @_ledger_option
-@_user_errors
+@user_errors
 def verify(
     batch_id: str,
     base_url: str | None,
@@ -418,7 +403,7 @@ def verify(
 )
 @_force_options
 @_ledger_option
-@_user_errors
+@user_errors
 def cutover(
     batch_id: str,
     spec_path: Path | None,
@@ -476,7 +461,7 @@ def cutover(
 )
 @_force_options
 @_ledger_option
-@_user_errors
+@user_errors
 def rollback(
     batch_id: str,
     base_url: str | None,
@@ -516,7 +501,7 @@ def rollback(
 @migrate.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @_ledger_option
-@_user_errors
+@user_errors
 def status(as_json: bool, ledger_url: str | None) -> None:
     """Every batch with its subscriptions per state, and what is stuck and why."""
     from rich.table import Table
@@ -574,7 +559,7 @@ def _fingerprints(value: Any) -> str:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 @_ledger_option
-@_user_errors
+@user_errors
 def log(
     batch_id: str | None,
     subscription_id: str | None,
