@@ -58,8 +58,8 @@ SHOW: Final = 5  # ids named in an error message
 _READ_ONLY: Final = migrations.READ_ONLY_OPTION
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _PG_LOCK_PLAN: Final = 2
-SQLITE_BUSY_SECONDS: Final = 60  # how long a SQLite ledger waits for another writer
 _PG_LOCK_OBJECT: Final = 3
+SQLITE_BUSY_SECONDS: Final = 60  # how long a SQLite ledger waits for another writer
 PLAN_COLUMNS: Final = (
     "subscription_id",
     "customer_id",
