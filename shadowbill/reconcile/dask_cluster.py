@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from shadowbill.errors import ClusterError
+from shadowbill.listing import first_few
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -104,7 +105,5 @@ def warn_about(warnings: list[str]) -> None:
 
 def _workers(addresses: list[str]) -> str:
     """Up to SHOW worker addresses, and how many more."""
-    shown = ", ".join(addresses[:SHOW])
-    more = f" and {len(addresses) - SHOW} more" if len(addresses) > SHOW else ""
     noun = "worker" if len(addresses) == 1 else "workers"
-    return f"Dask {noun} {shown}{more}"
+    return f"Dask {noun} {first_few(addresses, SHOW)}"

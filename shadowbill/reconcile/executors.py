@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shadowbill.errors import PartitionError, ShadowbillError
+from shadowbill.listing import first_few
 
 T = TypeVar("T")
 R = TypeVar("R")
-SHOW = 5  # partitions named in an error
 
 
 # Told about every finished task: the stage, tasks done, tasks in all, rows it did.
@@ -92,12 +92,11 @@ def _in_process(
 def _died(
     tasks: Sequence[Task[Any]], lost: Sequence[int], who: Callable[[int], str], breaks: int
 ) -> PartitionError:
-    shown = ", ".join(str(tasks[i].partition) for i in lost[:SHOW])
-    more = f" and {len(lost) - SHOW} more" if len(lost) > SHOW else ""
     first = tasks[lost[0]].partition
+    unfinished = first_few([tasks[i].partition for i in lost])
     return PartitionError(
         f"worker processes died {breaks} times (killed from outside the run, e.g. by the"
-        f" out-of-memory killer) while partitions {shown}{more} were unfinished; partition"
+        f" out-of-memory killer) while partitions {unfinished} were unfinished; partition"
         f" {first} holds {who(first)}. Use more --partitions (each needs less memory) or"
         " fewer --workers"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from shadowbill.listing import first_few
 from shadowbill.mappings.policy import Policy
 from shadowbill.reconcile.result import GateCheck, GateVerdict
 
@@ -12,9 +13,7 @@ _NAMES_SHOWN = 5
 
 
 def _some(values: pd.Series) -> str:
-    shown = [str(v) for v in values.drop_duplicates().head(_NAMES_SHOWN)]
-    more = values.nunique() - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return first_few(values.drop_duplicates(), _NAMES_SHOWN)
 
 
 def gate_relevant(findings: pd.DataFrame, policy: Policy, phase: int) -> np.ndarray:

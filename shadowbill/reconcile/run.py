@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shadowbill.listing import first_few
 from shadowbill.mappings.cohort import AS_OF_COLUMNS, latest_instant
 from shadowbill.mappings.plan import Plan
 from shadowbill.mappings.policy import Policy, load_policy
@@ -259,9 +260,7 @@ def _customers_of(source: Path | Snapshot, partitions: int) -> Callable[[int], s
             ids = read_partition(source, k, partitions)["customers"]["customer_id"]
         except Exception:  # the partition may not even read; still name it
             return "customers that could not be listed"
-        shown = ", ".join(ids.head(5).astype(str))
-        more = f" and {len(ids) - 5:,} more" if len(ids) > 5 else ""
-        return f"{len(ids):,} customers: {shown}{more}" if len(ids) else "no customers"
+        return f"{len(ids):,} customers: {first_few(ids)}" if len(ids) else "no customers"
 
     return who
 

@@ -84,6 +84,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from shadowbill.errors import OperationsError
+from shadowbill.listing import first_few
 from shadowbill.mappings.catalog import Catalog
 from shadowbill.mappings.keys import isin, positions
 from shadowbill.mappings.plan import TS, Plan
@@ -241,10 +242,8 @@ def _chosen(plan: Plan, subscription_ids: Sequence[str] | None) -> pd.DataFrame:
         wanted = pd.Series(list(subscription_ids), dtype="string").drop_duplicates()
         missing = wanted[~isin(wanted, a["subscription_id"])]
         if len(missing):
-            shown = ", ".join(missing.head(5).tolist())
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise OperationsError(
-                f"subscription {shown}{more} is not mapped by the plan of phase {plan.phase}"
+                f"subscription {first_few(missing)} is not mapped by the plan of phase {plan.phase}"
             )
         a = a[isin(a["subscription_id"], wanted)]
     return a.sort_values("subscription_id", kind="stable").reset_index(drop=True)

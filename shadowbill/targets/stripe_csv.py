@@ -66,6 +66,7 @@ from typing import Any, Final
 import pandas as pd
 
 from shadowbill.errors import StripeCsvError
+from shadowbill.listing import first_few
 from shadowbill.targets.model import Operation, ref_key
 
 TOOLKIT_URL: Final = "https://docs.stripe.com/billing/subscriptions/import-subscriptions-toolkit"
@@ -278,13 +279,10 @@ def write_stripe_csv(
     """
     header, rows, followups = toolkit_rows(operations, id_map=id_map, start_date=start_date)
     if followups and followups_path is None:
-        shown = ", ".join(
-            f"{f['subscription_id']} ({'; '.join(f['reasons'])})" for f in followups[:3]
-        )
-        more = f" and {len(followups) - 3} more" if len(followups) > 3 else ""
+        named = [f"{f['subscription_id']} ({'; '.join(f['reasons'])})" for f in followups]
         raise StripeCsvError(
             f"{len(followups)} subscriptions need steps the migration toolkit cannot import: "
-            f"{shown}{more}; pass followups_path to write them for after the import"
+            f"{first_few(named, 3)}; pass followups_path to write them for after the import"
         )
     target = Path(path)
     _atomic_write(target, csv_text(header, rows))
