@@ -47,14 +47,14 @@ import pandas as pd
 import pyarrow as pa
 
 from shadowbill.demo.generate import generate
-from shadowbill.mappings.catalog import Catalog
-from shadowbill.mappings.rollout import load_rollout
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
+from shadowbill.pricing.catalog import Catalog
+from shadowbill.pricing.engine import price
 from shadowbill.reconcile.compare_a import _line_findings, compare_legacy_drift
 from shadowbill.reconcile.line_match import LINE_KEY, invoice_key, keyed_lines, match_lines
-from shadowbill.reconcile.pricing import price
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.rollout import load_rollout
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "demo_company"
 

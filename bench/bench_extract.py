@@ -23,7 +23,7 @@ from pathlib import Path
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
 started = time.perf_counter()
 result = extract(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]),
                  chunk_size=int(sys.argv[4]), progress=False)

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shadowbill.mappings.catalog import load_catalog
-from shadowbill.reconcile.periods import DAY_US, add_months, billing_periods, cadence
-from shadowbill.reconcile.pricing import price
-from shadowbill.tables import TABLES, Snapshot, pandas_dtype
+from shadowbill.pricing.catalog import load_catalog
+from shadowbill.pricing.engine import price
+from shadowbill.pricing.periods import DAY_US, add_months, billing_periods, cadence
+from shadowbill.snapshot.tables import TABLES, Snapshot, pandas_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW_CATALOG = ROOT / "examples" / "demo_company" / "new_catalog.yaml"

@@ -92,7 +92,7 @@ def main() -> None:
     work = opts.work or Path(tempfile.mkdtemp(prefix="shadowbill-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     db = work / "legacy.db"
-    exe = [sys.executable, "-m", "shadowbill.cli"]
+    exe = [sys.executable, "-m", "shadowbill.cli.app"]
     stages = {}
     if not opts.skip_generate:
         stages["generate"] = [

@@ -7,7 +7,7 @@ import errno
 import click
 from click.testing import CliRunner
 
-from shadowbill.cli_errors import os_reason, user_errors
+from shadowbill.cli.errors import os_reason, user_errors
 from shadowbill.errors import InputError
 
 

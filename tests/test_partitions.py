@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shadowbill.errors import InputError
-from shadowbill.partitions import (
+from shadowbill.snapshot.partitions import (
     BUCKETS,
     bucket_of,
     bucket_of_id,

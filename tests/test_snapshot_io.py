@@ -11,9 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from shadowbill.errors import InputError, SnapshotError
-from shadowbill.partitions import BUCKETS, bucket_of_id
-from shadowbill.snapshot_buckets import SHARED_TABLES, snapshot_partition
-from shadowbill.snapshot_io import (
+from shadowbill.snapshot.buckets import SHARED_TABLES, snapshot_partition
+from shadowbill.snapshot.io import (
     TableCounts,
     bucket_file,
     mask_password,
@@ -24,7 +23,8 @@ from shadowbill.snapshot_io import (
     snapshot_fingerprint,
     write_snapshot,
 )
-from shadowbill.tables import QUARANTINE, TABLES, Snapshot, empty_frame, pandas_dtype
+from shadowbill.snapshot.partitions import BUCKETS, bucket_of_id
+from shadowbill.snapshot.tables import QUARANTINE, TABLES, Snapshot, empty_frame, pandas_dtype
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shadowbill.demo.generate import generate
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
 
 USD_ONLY = 'currency == "usd"'
 DEMO_API_KEY = "sk_test_shadowbill_local_demo"  # the local server accepts any test key
@@ -92,8 +92,8 @@ def run_migration_demo(
     echo: Callable[[str], object] = print,
 ) -> dict[str, Path]:
     """Migrate one batch of each phase against a local server; return where the files are."""
+    from shadowbill.extract.spec import load_extract_spec
     from shadowbill.ledger import open_ledger
-    from shadowbill.migrate.extract_spec import load_extract_spec
     from shadowbill.migrate.runner import (
         apply_batch,
         cutover_batch,
@@ -101,7 +101,7 @@ def run_migration_demo(
         plan_batch,
         verify_batch,
     )
-    from shadowbill.targets.local_server import start_localstripe
+    from shadowbill.rehearsal.local_server import start_localstripe
 
     company = migration_company(out / "company", examples, customers=customers, seed=seed)
     spec = load_extract_spec(company.spec)

@@ -12,8 +12,8 @@ import pandas as pd
 
 from shadowbill.demo.generate import generate
 from shadowbill.demo.migration import run_migration_demo
-from shadowbill.migrate.extract import extract
-from shadowbill.reconcile.pricing_run import price_to_files
+from shadowbill.extract.run import extract
+from shadowbill.pricing.run import price_to_files
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import reconcile_files
 from shadowbill.reports.write import write_reports

@@ -49,7 +49,7 @@ from shadowbill.ledger.schema import (
     batches,
     target_objects,
 )
-from shadowbill.snapshot_io import mask_password
+from shadowbill.snapshot.io import mask_password
 
 DEFAULT_URL: Final = "sqlite:///.shadowbill/ledger.db"
 URL_ENV: Final = "SHADOWBILL_LEDGER_URL"

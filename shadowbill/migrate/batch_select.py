@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 from shadowbill.errors import InputError
-from shadowbill.mappings.plan import Plan
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.plan import Plan
 
 SELECT_COLUMNS: Final[dict[str, str]] = {
     "subscription_id": "string",

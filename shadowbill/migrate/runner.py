@@ -51,19 +51,16 @@ from shadowbill.errors import (
 )
 from shadowbill.ledger import Batch, Ledger, LedgerError
 from shadowbill.ledger import states as st
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.policy import Policy, load_policy
-from shadowbill.mappings.rollout import Rollout, load_rollout
-from shadowbill.mappings.translate import translate
 from shadowbill.migrate.batch_select import Selection, select_batch
-from shadowbill.migrate.customer_fingerprints import (
+from shadowbill.reconcile.policy import Policy, load_policy
+from shadowbill.snapshot.buckets import subscriptions_only
+from shadowbill.snapshot.fingerprints import (
     changed_customers,
     customer_fingerprints,
     shared_fingerprint,
 )
-from shadowbill.snapshot_buckets import subscriptions_only
-from shadowbill.snapshot_io import file_sha256, mask_password, read_snapshot, snapshot_fingerprint
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.io import file_sha256, mask_password, read_snapshot, snapshot_fingerprint
+from shadowbill.snapshot.tables import Snapshot
 from shadowbill.targets.jsonl import operation_line, write_jsonl
 from shadowbill.targets.model import KIND_ORDER, Operation
 from shadowbill.targets.operations import build_operations, cutover_facts
@@ -76,6 +73,9 @@ from shadowbill.targets.stripe_api import (
     StripeTarget,
 )
 from shadowbill.targets.stripe_csv import write_stripe_csv
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.rollout import Rollout, load_rollout
+from shadowbill.translate.run import translate
 
 DEFAULT_BATCHES_DIR: Final = Path(".shadowbill") / "batches"
 DEFAULT_BATCH_SIZE: Final = 50

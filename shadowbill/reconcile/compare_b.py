@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shadowbill.money import decimal_to_scaled, mul_div_round
-from shadowbill.reconcile.periods import NEVER, OPEN, to_us
+from shadowbill.pricing.periods import NEVER, OPEN, to_us
+from shadowbill.pricing.protection import PROTECTION_PREFIX
 
-PROTECTION_PREFIX = "pp_"
 _CHARGES = ("recurring", "usage", "proration", "one_off")
 _KEY = ["sub", "start"]
 

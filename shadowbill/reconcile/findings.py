@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shadowbill.reconcile.explain_text import join
+from shadowbill.pricing.explain_text import join
 
 
 class Comparison(StrEnum):

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from shadowbill.partitions import BUCKETS, bucket_of
-from shadowbill.reconcile.explain_text import timestamps_iso
+from shadowbill.pricing.explain_text import timestamps_iso
 from shadowbill.reconcile.findings import empty_findings
+from shadowbill.snapshot.partitions import BUCKETS, bucket_of
 
 STAT_KEYS = ("comparison", "cause", "severity", "level")
 # Columns of few distinct values, dictionary-encoded in findings.parquet. Ids and keys are

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from shadowbill.listing import first_few
-from shadowbill.mappings.policy import Policy
+from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import GateCheck, GateVerdict
 
 _NAMES_SHOWN = 5

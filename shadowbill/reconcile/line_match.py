@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shadowbill.reconcile.explain_text import timestamps_iso
+from shadowbill.pricing.explain_text import timestamps_iso
 
 CHARGE_KINDS = ("recurring", "usage", "proration", "one_off")
 

@@ -1,6 +1,6 @@
 """One partition's share of a phase reconciliation, and the combination of all shares.
 
-A partition holds whole customers (``shadowbill.partitions``), so translation, pricing
+A partition holds whole customers (``shadowbill.snapshot.partitions``), so translation, pricing
 and comparisons A and B run on it alone. What every partition must share is fixed
 first, for the whole estate: the instant cohorts are judged at (``as_of``) and the
 pricing window. The shares come back as findings and per-customer frames and are
@@ -16,19 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shadowbill.mappings.cohort import resolve_as_of
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.policy import Policy
-from shadowbill.mappings.rollout import Rollout, target_price_catalog
-from shadowbill.mappings.translate import translate
+from shadowbill.pricing.engine import PricedInvoices, price
+from shadowbill.pricing.periods import add_months
+from shadowbill.pricing.projection import project_usage
+from shadowbill.pricing.protection import protection_discounts, with_discounts
 from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
 from shadowbill.reconcile.compare_b import Sides, attribute_invoices
 from shadowbill.reconcile.findings_spill import FindingStats, Spill, ordered, spill
 from shadowbill.reconcile.gate import gate_relevant
-from shadowbill.reconcile.periods import add_months
-from shadowbill.reconcile.pricing import PricedInvoices, price
-from shadowbill.reconcile.projection import project_usage
-from shadowbill.reconcile.protection import protection_discounts, with_discounts
+from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import MONTHLY_COLUMNS
 from shadowbill.reconcile.views import (
     b_findings,
@@ -38,7 +34,11 @@ from shadowbill.reconcile.views import (
     restrict,
     waterfall_view,
 )
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.cohort import resolve_as_of
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.rollout import Rollout, target_price_catalog
+from shadowbill.translate.run import translate
 
 FINDING_SORT = ["comparison", "subscription_id", "period_start", "level", "line_key"]
 ADDITIVE_COUNTS = (

@@ -2,7 +2,7 @@
 
 ``reconcile_phase`` (a snapshot in memory) and ``reconcile_files`` (inputs on disk) are
 the library calls behind ``shadowbill reconcile`` and ``shadowbill check``. Both cut the
-estate into partitions of whole customers (``shadowbill.partitions``), run each with the
+estate into partitions of whole customers (``shadowbill.snapshot.partitions``), run each with the
 chosen executor, and combine the shares into one :class:`ReconciliationResult` that the
 writers in ``shadowbill.reports`` render. The result is the same whatever the partition
 count and the executor.
@@ -36,12 +36,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowbill.listing import first_few
-from shadowbill.mappings.cohort import AS_OF_COLUMNS, latest_instant
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.policy import Policy, load_policy
-from shadowbill.mappings.rollout import Rollout, load_rollout
-from shadowbill.mappings.translate import translate
-from shadowbill.partitions import bucket_of, check_partitions, partition_of
 from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
 from shadowbill.reconcile.findings_spill import merge_csv, merge_spills
 from shadowbill.reconcile.gate import evaluate_gate
@@ -64,6 +58,7 @@ from shadowbill.reconcile.phase_part import (
     reconcile_part,
     window_of,
 )
+from shadowbill.reconcile.policy import Policy, load_policy
 from shadowbill.reconcile.result import LINE_COLUMNS, ReconciliationResult, empty_frame
 from shadowbill.reconcile.views import (
     detail_customers,
@@ -73,14 +68,19 @@ from shadowbill.reconcile.views import (
     restrict,
     sort_detail_lines,
 )
-from shadowbill.snapshot_buckets import SHARED_TABLES, snapshot_partition
-from shadowbill.snapshot_io import (
+from shadowbill.snapshot.buckets import SHARED_TABLES, snapshot_partition
+from shadowbill.snapshot.io import (
     file_sha256,
     read_quarantine,
     read_snapshot,
     snapshot_fingerprint,
 )
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.partitions import bucket_of, check_partitions, partition_of
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.cohort import AS_OF_COLUMNS, latest_instant
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.rollout import Rollout, load_rollout
+from shadowbill.translate.run import translate
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.plan_diff import plan_diff
-from shadowbill.mappings.policy import Policy
+from shadowbill.pricing.engine import PricedInvoices
 from shadowbill.reconcile.compare_a import finish_findings
 from shadowbill.reconcile.compare_b import CAUSE_ORDER, positions
 from shadowbill.reconcile.line_match import invoice_key, iso_seconds
-from shadowbill.reconcile.pricing import PricedInvoices
+from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import (
     CUSTOMER_COLUMNS,
     LINE_COLUMNS,
@@ -27,8 +25,10 @@ from shadowbill.reconcile.result import (
     PLAN_MOVE_COLUMNS,
     WATERFALL_COLUMNS,
 )
-from shadowbill.snapshot_buckets import subscriptions_only
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.buckets import subscriptions_only
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.plan_diff import plan_diff
 
 _CAUSE_TEXT = {
     "proration_method": "the new engine prorates by the second, the legacy engine by whole days",

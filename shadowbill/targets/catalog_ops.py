@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from shadowbill.mappings.catalog import Catalog, CurrencyOption, Price, Product, TaxRate, Tier
+from shadowbill.pricing.catalog import Catalog, CurrencyOption, Price, Product, TaxRate, Tier
 from shadowbill.targets.model import Operation, ref, ref_key
 
 METADATA_KEY: Final = "shadowbill_key"

@@ -57,7 +57,7 @@ recommends per-subscription durations for discounts that must expire on their da
 
 Price protection. Stripe cannot express "cap the invoice at legacy x (1 + p%)": a coupon
 is a fixed ``percent_off`` or ``amount_off``. The cap is priced once with the
-reconciler's own projection (:func:`shadowbill.reconcile.protection.protection_discounts`
+reconciler's own projection (:func:`shadowbill.pricing.protection.protection_discounts`
 over usage carried forward): when it projects an excess, the subscription gets the
 coupon ``pp_<subscription_id>``: ``amount_off`` = the excess of the first protected
 invoice in the subscription's currency, ``repeating`` over the protected invoices (from
@@ -85,12 +85,9 @@ import pandas as pd
 
 from shadowbill.errors import OperationsError
 from shadowbill.listing import first_few
-from shadowbill.mappings.catalog import Catalog
-from shadowbill.mappings.keys import isin, positions
-from shadowbill.mappings.plan import TS, Plan
-from shadowbill.mappings.renewal import add_months
-from shadowbill.mappings.rollout import Rollout, target_price_catalog
-from shadowbill.reconcile.periods import (
+from shadowbill.pricing.catalog import Catalog
+from shadowbill.pricing.engine import price
+from shadowbill.pricing.periods import (
     NEVER,
     OPEN,
     Cadence,
@@ -100,10 +97,9 @@ from shadowbill.reconcile.periods import (
     periods_before,
     to_us,
 )
-from shadowbill.reconcile.pricing import price
-from shadowbill.reconcile.projection import project_usage
-from shadowbill.reconcile.protection import protection_discounts
-from shadowbill.tables import Snapshot
+from shadowbill.pricing.projection import project_usage
+from shadowbill.pricing.protection import protection_discounts
+from shadowbill.snapshot.tables import Snapshot
 from shadowbill.targets.catalog_ops import (
     METADATA_KEY,
     catalog_operations,
@@ -115,6 +111,10 @@ from shadowbill.targets.catalog_ops import (
     tax_rate_key,
 )
 from shadowbill.targets.model import KIND_ORDER, Operation, ref
+from shadowbill.translate.keys import isin, positions
+from shadowbill.translate.plan import TS, Plan
+from shadowbill.translate.renewal import add_months
+from shadowbill.translate.rollout import Rollout, target_price_catalog
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]

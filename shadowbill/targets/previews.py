@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shadowbill.tables import INVOICE_LINES, INVOICES
+from shadowbill.snapshot.tables import INVOICE_LINES, INVOICES
 
 PreviewTuple = tuple[str, str, Mapping[str, Any]]
 

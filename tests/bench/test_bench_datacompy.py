@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from shadowbill.reconcile.line_match import invoice_key
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.snapshot.io import read_snapshot
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_datacompy.py"
 

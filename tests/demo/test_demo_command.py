@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shadowbill.cli import main
+from shadowbill.cli.app import main
 from shadowbill.demo.migration import shift_dates
 from shadowbill.ledger import open_ledger
 

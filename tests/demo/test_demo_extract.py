@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from shadowbill.demo.generate import DemoResult
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.snapshot.io import read_snapshot
 
 EXPECTED = {
     "customers": "accounts",
@@ -23,7 +23,7 @@ EXPECTED = {
 
 
 def test_extract_quarantines_nothing(demo: DemoResult, tmp_path: Path) -> None:
-    extract = pytest.importorskip("shadowbill.migrate.extract")
+    extract = pytest.importorskip("shadowbill.extract.run")
     out = tmp_path / "snap"
     extract.extract(
         f"sqlite:///{demo.db_path}", demo.spec_path, out, chunk_size=5000, progress=False

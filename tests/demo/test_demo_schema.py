@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from shadowbill.demo.generate import DemoResult
-from shadowbill.tables import TABLES
+from shadowbill.snapshot.tables import TABLES
 
 # Words that are reserved (or awkward) in SQLite, PostgreSQL or MariaDB.
 RESERVED = {
@@ -121,7 +121,7 @@ def test_spec_names_only_existing_source_columns(
 
 
 def test_spec_validates_with_the_extractor(demo: DemoResult) -> None:
-    spec_module = pytest.importorskip("shadowbill.migrate.extract_spec")
+    spec_module = pytest.importorskip("shadowbill.extract.spec")
     spec = spec_module.load_extract_spec(demo.spec_path)
     assert set(spec.tables) == set(TABLES)
 

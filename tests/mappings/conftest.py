@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rollout_snapshot_builder import SnapshotBuilder
 
-from shadowbill.mappings.rollout import Rollout, load_rollout
+from shadowbill.translate.rollout import Rollout, load_rollout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo_company"
 DEMO_ROLLOUT = EXAMPLES / "rollout.yaml"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from shadowbill.tables import TABLES, Snapshot, pandas_dtype
+from shadowbill.snapshot.tables import TABLES, Snapshot, pandas_dtype
 
 DEFAULT_START = "2025-01-01T00:00:00Z"
 

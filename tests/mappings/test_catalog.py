@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from shadowbill.errors import CatalogError, PricingError
-from shadowbill.mappings.catalog import Granularity, Proration, load_catalog
 from shadowbill.money import Rounding
+from shadowbill.pricing.catalog import Granularity, Proration, load_catalog
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo_company"
 NEW_PRICE_IDS = {

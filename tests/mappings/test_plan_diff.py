@@ -8,9 +8,9 @@ import pytest
 from rollout_snapshot_builder import SnapshotBuilder
 
 from shadowbill.errors import PlanError
-from shadowbill.mappings.plan_diff import plan_diff
-from shadowbill.mappings.rollout import Rollout
-from shadowbill.mappings.translate import translate
+from shadowbill.translate.plan_diff import plan_diff
+from shadowbill.translate.rollout import Rollout
+from shadowbill.translate.run import translate
 
 
 def test_mapped_subscription_diff(builder: SnapshotBuilder, small_rollout: Rollout) -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowbill.mappings.quantity_formula import FormulaSyntaxError, evaluate, parse_formula
+from shadowbill.translate.quantity_formula import FormulaSyntaxError, evaluate, parse_formula
 
 
 def _eval(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shadowbill.mappings.renewal import add_months, next_renewal
+from shadowbill.translate.renewal import add_months, next_renewal
 
 TS = "datetime64[us, UTC]"
 

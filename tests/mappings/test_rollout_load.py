@@ -11,7 +11,7 @@ import yaml
 from conftest import NEW_CATALOG, SMALL_ROLLOUT, WriteRollout, with_catalogs
 
 from shadowbill.errors import RolloutError
-from shadowbill.mappings.rollout import (
+from shadowbill.translate.rollout import (
     RECREATED_FROM,
     Rollout,
     load_rollout,
@@ -205,8 +205,8 @@ def test_rule_location_points_at_the_rule(demo_rollout: Rollout) -> None:
 def test_selector_vocabularies_match_the_snapshot_contract() -> None:
     from typing import get_args
 
-    from shadowbill.mappings.rollout import Interval, Segment, Status
-    from shadowbill.tables import INTERVALS, SEGMENTS, SUBSCRIPTION_STATUSES
+    from shadowbill.snapshot.tables import INTERVALS, SEGMENTS, SUBSCRIPTION_STATUSES
+    from shadowbill.translate.rollout import Interval, Segment, Status
 
     assert set(get_args(Segment)) == set(SEGMENTS)
     assert set(get_args(Status)) == set(SUBSCRIPTION_STATUSES)

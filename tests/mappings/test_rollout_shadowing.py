@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shadowbill.errors import RolloutError
-from shadowbill.mappings.rollout import Match, Rollout, load_rollout
-from shadowbill.mappings.rollout_checks import _Universe, covers
-from shadowbill.mappings.rule_match import StateMatcher
+from shadowbill.translate.rollout import Match, Rollout, load_rollout
+from shadowbill.translate.rollout_checks import _Universe, covers
+from shadowbill.translate.rule_match import StateMatcher
 
 HEAD = """\
 rollout: shadows

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from rollout_snapshot_builder import SnapshotBuilder
 
-from shadowbill.mappings.rollout import Rollout
-from shadowbill.mappings.translate import target_price_catalog, translate
+from shadowbill.translate.rollout import Rollout
+from shadowbill.translate.run import target_price_catalog, translate
 
 T = pd.Timestamp
 

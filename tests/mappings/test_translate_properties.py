@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rollout_snapshot_builder import SnapshotBuilder
 
-from shadowbill.mappings.cohort import eligible_subscriptions, resolve_as_of
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.rollout import Rollout
-from shadowbill.mappings.translate import translate
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.cohort import eligible_subscriptions, resolve_as_of
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.rollout import Rollout
+from shadowbill.translate.run import translate
 
 PRICES = [
     "starter_month",

@@ -8,16 +8,16 @@ import pytest
 from conftest import SMALL_ROLLOUT, WriteRollout
 from rollout_snapshot_builder import SnapshotBuilder
 
-from shadowbill.mappings.plan import (
+from shadowbill.snapshot.tables import Snapshot
+from shadowbill.translate.plan import (
     ASSIGNMENT_COLUMNS,
     LINEAGE_COLUMNS,
     PROTECTION_COLUMNS,
     UNMAPPED_COLUMNS,
     Plan,
 )
-from shadowbill.mappings.rollout import Catalogs, Rollout, load_rollout
-from shadowbill.mappings.translate import translate
-from shadowbill.tables import Snapshot
+from shadowbill.translate.rollout import Catalogs, Rollout, load_rollout
+from shadowbill.translate.run import translate
 
 T = pd.Timestamp
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from extract_cases import BASE_ROWS, Rows, write_folder
 
-from shadowbill.migrate.extract import ExtractResult, extract
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import Snapshot
+from shadowbill.extract.run import ExtractResult, extract
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import Snapshot
 
 
 @pytest.fixture

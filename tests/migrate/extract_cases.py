@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from shadowbill.migrate.extract import ExtractResult
-from shadowbill.tables import TABLES, Snapshot
+from shadowbill.extract.run import ExtractResult
+from shadowbill.snapshot.tables import TABLES, Snapshot
 
 Rows = dict[str, list[dict[str, str]]]
 

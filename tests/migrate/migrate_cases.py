@@ -26,7 +26,7 @@ import stripe
 from shadowbill.demo.generate import generate
 from shadowbill.demo.migration import shift_dates
 from shadowbill.demo.run import examples_dir
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
 
 USD: str = 'currency == "usd"'
 _CACHE: dict[tuple[int, int], DemoEnv] = {}

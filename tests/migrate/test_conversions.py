@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shadowbill.migrate.conversions import ConversionContext, convert_column, to_canonical
-from shadowbill.migrate.extract_spec import ColumnSpec
+from shadowbill.extract.conversions import ConversionContext, convert_column, to_canonical
+from shadowbill.extract.spec import ColumnSpec
 from shadowbill.money import CURRENCY_EXPONENTS
-from shadowbill.tables import TABLES
+from shadowbill.snapshot.tables import TABLES
 
 AMOUNT = TABLES["invoices"].column("subtotal")
 UNIT_PRICE = TABLES["invoice_lines"].column("unit_amount_decimal")

@@ -1,6 +1,6 @@
 """Crash and resume: ``migrate apply`` killed with SIGKILL at random points, then run to the end.
 
-A batch of 30 subscriptions is applied by ``python -m shadowbill.cli_migrate apply`` at a
+A batch of 30 subscriptions is applied by ``python -m shadowbill.cli.migrate apply`` at a
 low rate limit, so that the process is in the middle of its requests when it is killed:
 each trial waits until the process announces its first request, sleeps a seeded random
 0.05 to 1.5 s and kills it (no chance to clean up: the ledger write or the request in
@@ -33,7 +33,7 @@ from migrate_cases import (
 
 from shadowbill.ledger import open_ledger
 from shadowbill.migrate.runner import plan_batch
-from shadowbill.targets.local_server import LocalServer, start_localstripe
+from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
 KEY = "sk_test_crashTESTKEY0123456789"
 TRIALS = 20
@@ -50,7 +50,7 @@ def server() -> Iterator[LocalServer]:
 def _apply(ledger: str, batch_id: str, base_url: str, rate: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "shadowbill.cli_migrate", "apply", "--batch", batch_id),
+            *(sys.executable, "-m", "shadowbill.cli.migrate", "apply", "--batch", batch_id),
             *("--ledger", ledger, "--base-url", base_url, "--rate-limit", rate),
             *("--concurrency", "4", "--force", "--reason", "crash rehearsal"),
         ],

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from extract_cases import write_folder
 
-from shadowbill.cli import main
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.cli.app import main
+from shadowbill.snapshot.io import read_snapshot
 
 
 @pytest.fixture

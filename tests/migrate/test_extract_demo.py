@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from shadowbill.demo.generate import DemoResult, generate
-from shadowbill.migrate.extract import extract
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.extract.run import extract
+from shadowbill.snapshot.io import read_snapshot
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shadowbill.demo.generate import DemoResult, generate
-from shadowbill.migrate.extract import SPILL_DIR, ExtractResult, extract
-from shadowbill.migrate.quarantine import stage
-from shadowbill.migrate.spill import TableSpill, key_hash, plan_groups
-from shadowbill.migrate.validate import check_types
-from shadowbill.partitions import BUCKETS, bucket_of_id
-from shadowbill.snapshot_buckets import SHARED_TABLES, snapshot_partition
-from shadowbill.snapshot_io import read_snapshot, snapshot_buckets_present
-from shadowbill.tables import TABLES, Snapshot
+from shadowbill.extract.quarantine import stage
+from shadowbill.extract.run import SPILL_DIR, ExtractResult, extract
+from shadowbill.extract.spill import TableSpill, key_hash, plan_groups
+from shadowbill.extract.validate import check_types
+from shadowbill.snapshot.buckets import SHARED_TABLES, snapshot_partition
+from shadowbill.snapshot.io import read_snapshot, snapshot_buckets_present
+from shadowbill.snapshot.partitions import BUCKETS, bucket_of_id
+from shadowbill.snapshot.tables import TABLES, Snapshot
 
 Both = tuple[ExtractResult, Snapshot, ExtractResult, Snapshot]
 

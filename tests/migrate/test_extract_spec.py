@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shadowbill.errors import ExtractSpecError
-from shadowbill.migrate.extract_spec import load_extract_spec
+from shadowbill.extract.spec import load_extract_spec
 
 VALID = """\
 source: demo-legacy

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shadowbill.migrate.extract import ExtractResult
-from shadowbill.migrate.extract_summary import print_summary
-from shadowbill.snapshot_io import TableCounts
-from shadowbill.tables import TABLES
+from shadowbill.extract.run import ExtractResult
+from shadowbill.extract.summary import print_summary
+from shadowbill.snapshot.io import TableCounts
+from shadowbill.snapshot.tables import TABLES
 
 GOLDEN = Path(__file__).parent / "golden" / "extract_summary.txt"
 

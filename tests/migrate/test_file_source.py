@@ -11,9 +11,9 @@ import pytest
 from extract_cases import BASE_ROWS, assert_conserved, quarantined, write_folder
 
 from shadowbill.errors import InputError, SourceError
-from shadowbill.migrate.extract import extract
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import TABLES
+from shadowbill.extract.run import extract
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import TABLES
 
 
 def test_the_valid_company_is_kept_whole(extract_rows, base_rows):

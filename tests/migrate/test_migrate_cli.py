@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 from migrate_cases import USD, DemoEnv, demo_env, subscription_counts
 
-from shadowbill.cli_migrate import migrate
-from shadowbill.targets.local_server import LocalServer, start_localstripe
+from shadowbill.cli.migrate import migrate
+from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
 KEY = "sk_test_cliTESTKEY0123456789"
 
@@ -180,7 +180,7 @@ def test_the_module_runs_as_a_program(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"}
     ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
     done = subprocess.run(
-        [sys.executable, "-m", "shadowbill.cli_migrate", "status", "--ledger", ledger],
+        [sys.executable, "-m", "shadowbill.cli.migrate", "status", "--ledger", ledger],
         capture_output=True,
         text=True,
         env=env,
@@ -190,7 +190,7 @@ def test_the_module_runs_as_a_program(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "nothing is stuck" in done.stdout
     missing = subprocess.run(
-        [sys.executable, "-m", "shadowbill.cli_migrate", "rollback", "--batch", "x"],
+        [sys.executable, "-m", "shadowbill.cli.migrate", "rollback", "--batch", "x"],
         capture_output=True,
         text=True,
         env={**env, "SHADOWBILL_LEDGER_URL": ledger},

@@ -23,7 +23,7 @@ from migrate_cases import (
 
 from shadowbill.ledger import Ledger, open_ledger
 from shadowbill.migrate.runner import apply_batch, plan_batch, rollback_batch
-from shadowbill.targets.local_server import LocalServer, start_fault_proxy, start_localstripe
+from shadowbill.rehearsal.local_server import LocalServer, start_fault_proxy, start_localstripe
 
 KEY = "sk_test_faultsTESTKEY0123456789"
 RATES = {

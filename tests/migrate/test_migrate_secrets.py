@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 from migrate_cases import USD, DemoEnv, demo_env, subscription_counts
 
-from shadowbill.cli_migrate import migrate
-from shadowbill.targets.local_server import LocalServer, start_localstripe
+from shadowbill.cli.migrate import migrate
+from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_the_api_key_is_never_written_printed_or_logged(
     run("gate", "--batch", "p2-0001")
     applied = subprocess.run(
         [
-            *(sys.executable, "-m", "shadowbill.cli_migrate", "apply", "--batch", "p2-0001"),
+            *(sys.executable, "-m", "shadowbill.cli.migrate", "apply", "--batch", "p2-0001"),
             *("--ledger", ledger, "--base-url", server.url, "--rate-limit", "200"),
         ],
         capture_output=True,

@@ -17,6 +17,7 @@ from migrate_cases import (
     target_subscriptions,
 )
 
+from shadowbill.extract.run import extract
 from shadowbill.ledger import Ledger, open_ledger
 from shadowbill.migrate.batch_select import (
     SelectionError,
@@ -24,12 +25,6 @@ from shadowbill.migrate.batch_select import (
     risk_order,
     whole_customers,
 )
-from shadowbill.migrate.customer_fingerprints import (
-    changed_customers,
-    customer_fingerprints,
-    shared_fingerprint,
-)
-from shadowbill.migrate.extract import extract
 from shadowbill.migrate.runner import (
     CUTOVER_FILE,
     OPERATIONS_FILE,
@@ -46,9 +41,14 @@ from shadowbill.migrate.runner import (
     stop_billing,
     verify_batch,
 )
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import Snapshot
-from shadowbill.targets.local_server import LocalServer, start_localstripe
+from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
+from shadowbill.snapshot.fingerprints import (
+    changed_customers,
+    customer_fingerprints,
+    shared_fingerprint,
+)
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import Snapshot
 
 KEY = "sk_test_runnerTESTKEY0123456789"
 STOP = "UPDATE plans_active SET plan_state = 'CNCL' WHERE plan_ref IN :subscription_ids"

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from shadowbill.errors import ExtractSpecError, SourceError
-from shadowbill.migrate.extract import extract
-from shadowbill.migrate.sql_source import SqlReader, adbc_uri, mask_url
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.extract.run import extract
+from shadowbill.extract.sql_source import SqlReader, adbc_uri, mask_url
+from shadowbill.snapshot.io import read_snapshot
 
 SPEC = """\
 source: legacy-test

@@ -7,9 +7,9 @@ from extract_cases import BASE_ROWS, Rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowbill.migrate.quarantine import REASONS
-from shadowbill.migrate.validate import CHARGE_KINDS, validate_tables
-from shadowbill.tables import TABLES
+from shadowbill.extract.quarantine import REASONS
+from shadowbill.extract.validate import CHARGE_KINDS, validate_tables
+from shadowbill.snapshot.tables import TABLES
 
 
 def frames_of(rows: Rows) -> dict[str, pd.DataFrame]:

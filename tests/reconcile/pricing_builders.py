@@ -6,8 +6,8 @@ from typing import Any
 
 import pandas as pd
 
-from shadowbill.mappings.catalog import Catalog
-from shadowbill.tables import TABLES, Snapshot, pandas_dtype
+from shadowbill.pricing.catalog import Catalog
+from shadowbill.snapshot.tables import TABLES, Snapshot, pandas_dtype
 
 
 def frame(table: str, rows: list[dict[str, Any]]) -> pd.DataFrame:

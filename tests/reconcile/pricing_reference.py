@@ -14,9 +14,9 @@ from decimal import Decimal
 import pandas as pd
 
 from shadowbill.errors import PricingError
-from shadowbill.mappings.catalog import Catalog, PriceTerms
 from shadowbill.money import round_decimal
-from shadowbill.tables import Snapshot
+from shadowbill.pricing.catalog import Catalog, PriceTerms
+from shadowbill.snapshot.tables import Snapshot
 
 KIND_ORDER = {"recurring": 0, "proration": 1, "usage": 2, "discount": 4, "tax": 5}
 

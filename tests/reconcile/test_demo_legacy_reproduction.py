@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from shadowbill.demo.generate import DemoResult, generate
-from shadowbill.mappings.catalog import load_catalog
-from shadowbill.migrate.extract import extract
-from shadowbill.reconcile.pricing import PricedInvoices, price
-from shadowbill.reconcile.pricing_run import price_to_files, snapshot_end
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import Snapshot
+from shadowbill.extract.run import extract
+from shadowbill.pricing.catalog import load_catalog
+from shadowbill.pricing.engine import PricedInvoices, price
+from shadowbill.pricing.run import price_to_files, snapshot_end
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import Snapshot
 
 LEGACY_CATALOG = Path(__file__).resolve().parents[2] / "examples/demo_company/legacy_catalog.yaml"
 WINDOW_START = dt.date(2025, 1, 1)  # the generator's default: invoices for periods ending after it

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shadowbill.partitions import bucket_of
 from shadowbill.reconcile import findings_spill
 from shadowbill.reconcile.findings import FINDING_COLUMNS, empty_findings
 from shadowbill.reconcile.findings_spill import merge_csv, merge_spills, ordered, spill
 from shadowbill.reports.files import write_csv_from_parquet
+from shadowbill.snapshot.partitions import bucket_of
 
 
 def _findings(n: int) -> pd.DataFrame:

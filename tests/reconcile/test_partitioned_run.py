@@ -14,14 +14,14 @@ import pytest
 from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
 from shadowbill.errors import PartitionError
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
 from shadowbill.reconcile import run as run_module
 from shadowbill.reconcile.executors import Executor, Task, run_tasks
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import Options, PartJob, reconcile_files
 from shadowbill.reports.files import write_csv_from_parquet, write_findings
 from shadowbill.reports.summary import write_summary
-from shadowbill.tables import Snapshot
+from shadowbill.snapshot.tables import Snapshot
 
 EXAMPLES = examples_dir()
 
@@ -230,7 +230,7 @@ if os.environ.get("CI") == "true":  # the Dask path must run in CI, never skip t
 def test_cli_runs_partitions_in_a_given_work_dir(snapshot: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from shadowbill.cli import main
+    from shadowbill.cli.app import main
 
     work = tmp_path / "work"
     out = tmp_path / "report"

@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pricing_builders import catalog, item, seat_price, snapshot, subscription
 
-from shadowbill.mappings.catalog import Proration
 from shadowbill.money import Rounding, div_round
-from shadowbill.reconcile.periods import DAY_US
-from shadowbill.reconcile.price_table import build_table
-from shadowbill.reconcile.pricing import price
-from shadowbill.reconcile.proration import fraction, prorate
-from shadowbill.reconcile.tiers import exact_charge
+from shadowbill.pricing.catalog import Proration
+from shadowbill.pricing.engine import price
+from shadowbill.pricing.periods import DAY_US
+from shadowbill.pricing.price_table import build_table
+from shadowbill.pricing.proration import fraction, prorate
+from shadowbill.pricing.tiers import exact_charge
 
 quantities = st.lists(st.integers(1, 10**7), min_size=1, max_size=30)
 unit_text = st.decimals(0, 10_000, places=3).map(str)

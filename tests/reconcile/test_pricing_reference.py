@@ -14,9 +14,9 @@ from pricing_builders import catalog as make_catalog
 from pricing_builders import snapshot
 from pricing_reference import RefInvoice, period_start, reference_price
 
-from shadowbill.mappings.catalog import Catalog
-from shadowbill.reconcile.pricing import PricedInvoices, price
-from shadowbill.tables import Snapshot
+from shadowbill.pricing.catalog import Catalog
+from shadowbill.pricing.engine import PricedInvoices, price
+from shadowbill.snapshot.tables import Snapshot
 
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 END = pd.Timestamp("2025-10-01T00:00:00Z")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pricing_builders import catalog, item, seat_price, snapshot, subscription, usage
 
-from shadowbill.reconcile.pricing import PricedInvoices, price
+from shadowbill.pricing.engine import PricedInvoices, price
 
 JAN = "2025-01-01T00:00:00Z"
 METERED = {

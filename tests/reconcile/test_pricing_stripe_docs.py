@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pricing_builders import catalog, item, seat_price, snapshot, subscription, usage
 
-from shadowbill.reconcile.pricing import price
+from shadowbill.pricing.engine import price
 
 END = "2026-01-01T00:00:00Z"
 

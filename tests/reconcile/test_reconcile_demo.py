@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from shadowbill.cli import main
+from shadowbill.cli.app import main
 from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
-from shadowbill.mappings.rollout import load_rollout
-from shadowbill.migrate.extract import extract
+from shadowbill.extract.run import extract
+from shadowbill.pricing.engine import price
 from shadowbill.reconcile.compare_b import CAUSE_ORDER
-from shadowbill.reconcile.pricing import price
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import Options, reconcile_files
-from shadowbill.snapshot_io import read_snapshot
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.translate.rollout import load_rollout
 
 EXAMPLES = examples_dir()
 

@@ -26,8 +26,8 @@ from shadowbill.reconcile.result import (
     GateVerdict,
     ReconciliationResult,
 )
-from shadowbill.tables import QUARANTINE
-from shadowbill.tables import empty_frame as empty_table
+from shadowbill.snapshot.tables import QUARANTINE
+from shadowbill.snapshot.tables import empty_frame as empty_table
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 QUOTES_NAME = '"quotes" & ampersands'

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from stripe_cases import TEST_KEY, RecordingHTTPClient, anchor_in, catalog_ops, customer_ops
 
-from shadowbill.targets.local_server import LocalServer, start_fault_proxy, start_localstripe
+from shadowbill.rehearsal.local_server import LocalServer, start_fault_proxy, start_localstripe
 from shadowbill.targets.model import Operation
 from shadowbill.targets.stripe_api import StripeTarget
 

@@ -13,7 +13,10 @@ from typing import Any
 import pandas as pd
 
 from shadowbill.demo.generate import generate
-from shadowbill.mappings.plan import (
+from shadowbill.extract.run import extract
+from shadowbill.snapshot.io import read_snapshot
+from shadowbill.snapshot.tables import TABLES, Snapshot, pandas_dtype
+from shadowbill.translate.plan import (
     ASSIGNMENT_COLUMNS,
     LINEAGE_COLUMNS,
     PROTECTION_COLUMNS,
@@ -22,10 +25,7 @@ from shadowbill.mappings.plan import (
     empty_frame,
     pin,
 )
-from shadowbill.mappings.rollout import Rollout, load_rollout
-from shadowbill.migrate.extract import extract
-from shadowbill.snapshot_io import read_snapshot
-from shadowbill.tables import TABLES, Snapshot, pandas_dtype
+from shadowbill.translate.rollout import Rollout, load_rollout
 
 DEMO = {"customers": 200, "months": 12, "seed": 7}
 GOLDEN = Path(__file__).parent / "golden"

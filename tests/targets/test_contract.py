@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from stripe_cases import RecordingHTTPClient
 
-from shadowbill.targets.contract import (
+from shadowbill.rehearsal.contract import (
     decode_form,
     match_path,
     validate_encoded,

@@ -10,8 +10,8 @@ import requests
 import stripe
 from stripe_cases import TEST_KEY, RecordingHTTPClient
 
-from shadowbill.targets.fault_proxy import FAULTS, parse_rates
-from shadowbill.targets.local_server import LocalServer
+from shadowbill.rehearsal.fault_proxy import FAULTS, parse_rates
+from shadowbill.rehearsal.local_server import LocalServer
 from shadowbill.targets.model import Operation
 from shadowbill.targets.retry import RetryPolicy
 from shadowbill.targets.stripe_api import StripeTarget

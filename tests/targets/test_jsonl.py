@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from ops_fixtures import GOLDEN, demo_rollout, demo_snapshot, tiny_case
 
-from shadowbill.mappings.translate import translate
 from shadowbill.targets.jsonl import OperationsFileError, read_jsonl, write_jsonl
 from shadowbill.targets.model import Operation
 from shadowbill.targets.operations import build_operations
+from shadowbill.translate.run import translate
 
 UPDATE = os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1"
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 from stripe_cases import TEST_KEY, anchor_in, one_month_after
 
-from shadowbill.targets.local_server import LocalServer
+from shadowbill.rehearsal.local_server import LocalServer
 
 pytestmark = pytest.mark.server
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}

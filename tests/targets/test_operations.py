@@ -15,13 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ops_fixtures import T, demo_rollout, demo_snapshot, tiny_case
 
-from shadowbill.mappings.catalog import Price
-from shadowbill.mappings.plan import Plan
-from shadowbill.mappings.renewal import add_months
-from shadowbill.mappings.rollout import Rollout, target_price_catalog
-from shadowbill.mappings.translate import translate
-from shadowbill.reconcile.periods import cadence, to_us
-from shadowbill.tables import Snapshot
+from shadowbill.pricing.catalog import Price
+from shadowbill.pricing.periods import cadence, to_us
+from shadowbill.snapshot.tables import Snapshot
 from shadowbill.targets import operations as ops_module
 from shadowbill.targets.catalog_ops import price_operation, refs_in
 from shadowbill.targets.jsonl import operation_line
@@ -34,6 +30,10 @@ from shadowbill.targets.operations import (
     subscription_operations,
     unresolved_refs,
 )
+from shadowbill.translate.plan import Plan
+from shadowbill.translate.renewal import add_months
+from shadowbill.translate.rollout import Rollout, target_price_catalog
+from shadowbill.translate.run import translate
 
 PHASES = (1, 2, 3)
 SUB_KINDS = ("subscription", "subscription_schedule")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from shadowbill.tables import INVOICE_LINES, INVOICES
+from shadowbill.snapshot.tables import INVOICE_LINES, INVOICES
 from shadowbill.targets.previews import preview_frames
 
 A, B, C = 1_800_000_000, 1_802_592_000, 1_797_000_000  # anchor, next period, earlier

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stripe_cases import TEST_KEY
 
-from shadowbill.targets.local_server import LocalServer
+from shadowbill.rehearsal.local_server import LocalServer
 from shadowbill.targets.model import Operation
 from shadowbill.targets.rate_limit import (
     STRIPE_LIVE_OPS_PER_SECOND,

@@ -14,7 +14,7 @@ from stripe_cases import TEST_KEY, RecordingHTTPClient, anchor_in, one_month_aft
 
 from shadowbill.errors import ShadowbillError
 from shadowbill.reconcile.compare_c import compare_cutover
-from shadowbill.targets.local_server import LocalServer
+from shadowbill.rehearsal.local_server import LocalServer
 from shadowbill.targets.model import Operation, ref
 from shadowbill.targets.previews import preview_frames
 from shadowbill.targets.stripe_api import (

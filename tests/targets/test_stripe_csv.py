@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from ops_fixtures import GOLDEN, T, demo_rollout, demo_snapshot, tiny_case
 
-from shadowbill.mappings.translate import translate
 from shadowbill.targets.model import Operation
 from shadowbill.targets.operations import build_operations, subscription_operations
 from shadowbill.targets.stripe_csv import (
@@ -22,6 +21,7 @@ from shadowbill.targets.stripe_csv import (
     toolkit_rows,
     write_stripe_csv,
 )
+from shadowbill.translate.run import translate
 
 UPDATE = os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1"
 ID_MAP = {"customer:C1": "cus_ADA", "price:essential_month": "price_ESSENTIAL_M"}

@@ -1,0 +1,374 @@
+"""The command line: a thin click layer that parses options and calls the library."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from shadowbill.cli.errors import user_errors
+from shadowbill.cli.migrate import migrate
+
+if TYPE_CHECKING:
+    from shadowbill.reconcile.run import Options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shadowbill")
+def main() -> None:
+    """Shadow-bill a subscription billing migration: prove every invoice before cut-over."""
+
+
+@main.command()
+@click.option(
+    "--source",
+    required=True,
+    help="SQLAlchemy URL of the legacy database, or a folder of canonical CSV/Parquet files.",
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Extract spec (YAML) mapping the legacy schema onto the canonical tables; required for a database.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Snapshot folder to write.",
+)
+@click.option(
+    "--chunk-size", default=200_000, show_default=True, help="Rows read from the source per chunk."
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["buckets", "single"]),
+    default="buckets",
+    show_default=True,
+    help="buckets: one Parquet file per customer bucket, streamed through a spill on disk"
+    " (memory bounded by --chunk-size); single: one file per table, validated in memory"
+    " (snapshot format version 1).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
+@user_errors
+def extract(
+    source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, layout: str, quiet: bool
+) -> None:
+    """Extract a legacy source into a canonical snapshot folder (Parquet + manifest)."""
+    from shadowbill.extract.run import extract as run_extract
+    from shadowbill.extract.summary import print_summary
+
+    result = run_extract(
+        source,
+        spec_path,
+        out_dir,
+        chunk_size=chunk_size,
+        layout="single" if layout == "single" else "buckets",
+        progress=not quiet,
+    )
+    if not quiet:
+        print_summary(result)
+
+
+@main.command("demo-data")
+@click.option("--customers", default=1000, show_default=True, help="Number of customers.")
+@click.option("--months", default=12, show_default=True, help="Months of billing history.")
+@click.option(
+    "--seed",
+    default=7,
+    show_default=True,
+    help="Random seed; the same seed gives the same database.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to write (legacy.db).",
+)
+@user_errors
+def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
+    """Write the demo company's legacy billing database, its extract spec and planted errors."""
+    from shadowbill.demo.generate import generate
+
+    result = generate(out_path, customers=customers, months=months, seed=seed)
+    click.echo(result.describe())
+
+
+@main.command()
+@click.option(
+    "--snapshot",
+    "snapshot_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Snapshot folder.",
+)
+@click.option(
+    "--catalog",
+    "catalog_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Catalog YAML.",
+)
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="First period start to price (ISO date); default: the earliest.",
+)
+@click.option(
+    "--to",
+    "end",
+    default=None,
+    help="Last period end to price (ISO date); default: the snapshot's extraction time.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for invoices and invoice_lines.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@user_errors
+def price(
+    snapshot_dir: Path,
+    catalog_path: Path,
+    start: str | None,
+    end: str | None,
+    out_dir: Path,
+    fmt: str,
+) -> None:
+    """Recompute every invoice of a snapshot under a catalog."""
+    from shadowbill.pricing.run import price_to_files
+
+    written = price_to_files(snapshot_dir, catalog_path, out_dir, start=start, end=end, fmt=fmt)
+    for path in written:
+        click.echo(str(path))
+
+
+def _reconcile_options(func: F) -> F:
+    """The inputs shared by ``reconcile`` and ``check``."""
+    options = [
+        click.option(
+            "--snapshot",
+            "snapshot_dir",
+            required=True,
+            type=click.Path(exists=True, file_okay=False, path_type=Path),
+            help="Snapshot folder.",
+        ),
+        click.option(
+            "--rollout",
+            "rollout_path",
+            required=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Rollout rules (YAML); names both catalogs.",
+        ),
+        click.option(
+            "--phase", required=True, type=click.IntRange(1, 3), help="Rollout phase to reconcile."
+        ),
+        click.option(
+            "--policy",
+            "policy_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Gate policy (YAML); default: no unexplained difference, no unmapped subscription.",
+        ),
+        click.option(
+            "--projection-months",
+            default=12,
+            show_default=True,
+            help="Months priced after the last cut-over.",
+        ),
+        click.option(
+            "--partitions",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Cut the estate into this many partitions of whole customers (bounds memory).",
+        ),
+        click.option(
+            "--workers",
+            default=1,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Run partitions in this many local worker processes.",
+        ),
+        click.option(
+            "--dask",
+            "dask_address",
+            default=None,
+            metavar="ADDRESS",
+            help="Run partitions on an existing Dask cluster (scheduler address, e.g."
+            " tcp://10.0.0.5:8786); workers must see the snapshot at the same path, and"
+            " run up to 1.8x faster started without Dask's default MALLOC_TRIM_THRESHOLD_"
+            " (README, Measured).",
+        ),
+        click.option(
+            "--work-dir",
+            "work_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Where partitions write their findings (default: a temporary folder); on a"
+            " Dask cluster of several machines, a folder every worker sees.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_options(
+    projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
+    work_dir: Path | None = None,
+) -> Options:
+    """Run options from the command line; workers or Dask imply at least one partition each."""
+    from shadowbill.reconcile.executors import Executor
+    from shadowbill.reconcile.run import Options
+
+    if (workers > 1 or dask_address) and partitions == 1:
+        partitions = max(workers, 2) * 4  # a few partitions per worker balance the load
+    return Options(
+        projection_months=projection_months,
+        partitions=partitions,
+        executor=Executor(workers=workers, dask_address=dask_address),
+        work_dir=work_dir,
+    )
+
+
+@main.command()
+@_reconcile_options
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.html, findings.*, summary.json, junit.xml.",
+)
+@user_errors
+def reconcile(
+    snapshot_dir: Path,
+    rollout_path: Path,
+    phase: int,
+    policy_path: Path | None,
+    projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
+    work_dir: Path | None,
+    out_dir: Path,
+) -> None:
+    """Reconcile a rollout phase and write the finance report and findings."""
+    from shadowbill.reconcile.progress_bar import partition_progress
+    from shadowbill.reconcile.run import reconcile_files
+    from shadowbill.reports.terminal import print_terminal_summary
+    from shadowbill.reports.write import write_reports
+
+    options = _run_options(projection_months, partitions, workers, dask_address, work_dir)
+    with partition_progress(sys.stderr.isatty(), executor=options.executor.describe()) as tick:
+        result = reconcile_files(
+            snapshot_dir, rollout_path, phase, policy_path, options=options, progress=tick
+        )
+    written = write_reports(result, out_dir)
+    print_terminal_summary(result)
+    for name, path in written.items():
+        click.echo(f"{name:>10}  {path}")
+
+
+@main.command()
+@_reconcile_options
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the gate's checks as JUnit XML.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write summary.json here.",
+)
+@user_errors
+def check(
+    snapshot_dir: Path,
+    rollout_path: Path,
+    phase: int,
+    policy_path: Path | None,
+    projection_months: int,
+    partitions: int,
+    workers: int,
+    dask_address: str | None,
+    work_dir: Path | None,
+    junit_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Gate a rollout phase for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input."""
+    from dataclasses import replace
+
+    from shadowbill.reconcile.run import reconcile_files
+    from shadowbill.reports.junit import write_junit
+    from shadowbill.reports.summary import write_summary
+    from shadowbill.reports.terminal import format_gate_failure
+
+    options = _run_options(projection_months, partitions, workers, dask_address, work_dir)
+    result = reconcile_files(
+        snapshot_dir,
+        rollout_path,
+        phase,
+        policy_path,
+        options=replace(options, detail_customers=0, diff_customers=0),
+    )
+    if junit_path is not None:
+        write_junit(result, junit_path)
+    if json_path is not None:
+        write_summary(result, json_path)
+    if not result.verdict.passed:
+        click.echo(format_gate_failure(result), err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--customers", default=2000, show_default=True, help="Size of the demo company.")
+@click.option("--months", default=12, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write (default: a new temporary folder).",
+)
+@click.option(
+    "--migrate/--no-migrate",
+    default=True,
+    show_default=True,
+    help="Also migrate a batch of each phase to a local Stripe-compatible server.",
+)
+@user_errors
+def demo(customers: int, months: int, seed: int, out_dir: Path | None, migrate: bool) -> None:
+    """Run everything end to end on a fresh demo company and print where the outputs are."""
+    from shadowbill.demo.run import run_demo
+
+    run_demo(
+        out_dir, customers=customers, months=months, seed=seed, migrate=migrate, echo=click.echo
+    )
+
+
+main.add_command(migrate)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

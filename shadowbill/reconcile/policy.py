@@ -1,0 +1,92 @@
+"""The gate policy: what differences a rollout phase may produce before CI fails it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shadowbill.errors import PolicyError
+from shadowbill.yaml_source import load_yaml, validate
+
+CAUSES = (
+    "price_change",
+    "quantity_transform",
+    "discount_carried",
+    "discount_lost",
+    "price_protection",
+    "proration_method",
+    "rounding",
+    "new_usage_charge",
+    "removed_item",
+    "tax",
+    "missing_line",
+    "extra_line",
+    "unmapped",
+    "unexplained",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tolerance(_Strict):
+    """Per-invoice differences at or under these limits are not failures."""
+
+    absolute: int = Field(0, ge=0, description="minor units")
+    relative_percent: Decimal = Field(Decimal(0), ge=0)
+
+
+class IncreaseCap(_Strict):
+    """At most ``max_customers`` customers may see their bill rise by more than ``above_percent``."""
+
+    above_percent: Decimal = Field(Decimal(20), ge=0)
+    max_customers: int = Field(0, ge=0)
+
+
+class PhasePolicy(_Strict):
+    """What one phase may change."""
+
+    allowed_causes: tuple[str, ...] = CAUSES[:10]
+
+    @field_validator("allowed_causes")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(CAUSES))
+        if unknown:
+            raise ValueError(f"unknown cause(s) {unknown}; expected some of {list(CAUSES)}")
+        return value
+
+
+class Policy(_Strict):
+    """Tolerances, allowed causes per phase and limits that turn findings into pass or fail."""
+
+    tolerance: Tolerance = Tolerance()
+    materiality: Tolerance = Field(
+        Tolerance(absolute=100, relative_percent=Decimal(1)),
+        description="findings at or under this are severity info",
+    )
+    max_unexplained: int = Field(0, ge=0)
+    max_unexplained_amount: int = Field(0, ge=0, description="minor units, any currency")
+    max_unmapped: int = Field(0, ge=0)
+    max_drift: int | None = Field(
+        None, ge=0, description="legacy drift findings (A); none = report only"
+    )
+    increase_cap: IncreaseCap = IncreaseCap()
+    phases: dict[int, PhasePolicy] = Field(default_factory=dict)
+
+    def for_phase(self, phase: int) -> PhasePolicy:
+        """The phase's own rules, or the defaults."""
+        return self.phases.get(phase, PhasePolicy())
+
+
+DEFAULT_POLICY = Policy()
+
+
+def load_policy(path: Path | str | None) -> Policy:
+    """Read a gate policy file; no file means the defaults (strict on unexplained)."""
+    if path is None:
+        return DEFAULT_POLICY
+    return validate(load_yaml(path, PolicyError), Policy, PolicyError)
