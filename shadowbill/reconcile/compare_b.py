@@ -100,6 +100,7 @@ def _line_table(
             "quantity": lines["quantity"].astype("Int64").fillna(0).astype("int64").to_numpy(),
             "item": codes.item(lines["item_id"]),
             "line_start": to_us(lines["period_start"], NEVER),
+            "line_end": to_us(lines["period_end"], OPEN),
         }
     )
     out["unit"] = lines["unit_amount_decimal"].astype("string").array
@@ -130,12 +131,20 @@ def _instant(lines: pd.DataFrame) -> np.ndarray:
 
 
 def _lookup(lines: pd.DataFrame, lineage: pd.DataFrame, item_col: str) -> pd.DataFrame:
-    """Each line's lineage rows: same subscription and item, segment containing its instant."""
+    """Each line's lineage rows: same subscription and item, segment containing its instant.
+
+    A usage line bills the whole period at the price of the item row in force last in it
+    (docs/billing-model.md), and that row may start mid-period (an upgrade onto a plan with
+    usage): it takes the last segment that overlaps its period, not the one at its start.
+    """
+    usage = (lines["kind"] == KIND["usage"]).to_numpy()
     left = pd.DataFrame(
         {
             "sub": lines["sub"].to_numpy(),
             "item": lines["item"].to_numpy(),
             "at": _instant(lines),
+            "end": np.where(usage, lines["line_end"].to_numpy(), 0),
+            "usage": usage,
             "row": np.arange(len(lines)),
         }
     )
@@ -143,10 +152,21 @@ def _lookup(lines: pd.DataFrame, lineage: pd.DataFrame, item_col: str) -> pd.Dat
         columns={item_col: "item"}
     )
     joined = left.merge(right, on=["sub", "item"], how="inner")
-    inside = (joined["valid_from"].to_numpy() <= joined["at"].to_numpy()) & (
-        joined["at"].to_numpy() < joined["valid_to"].to_numpy()
+    at, valid_from, valid_to = (
+        joined["at"].to_numpy(),
+        joined["valid_from"].to_numpy(),
+        joined["valid_to"].to_numpy(),
     )
-    return joined[inside]
+    is_usage = joined["usage"].to_numpy(dtype=bool)
+    inside = (valid_from <= at) & (at < valid_to)
+    overlaps = (valid_from < joined["end"].to_numpy()) & (at < valid_to)
+    joined = joined[np.where(is_usage, overlaps, inside)]
+    if not is_usage.any():
+        return joined
+    # a usage line keeps only its last overlapping segment (every row of it, as a point would)
+    last = joined.groupby("row", sort=False)["valid_from"].transform("max")
+    usage_rows = joined["usage"].to_numpy(dtype=bool)
+    return joined[~usage_rows | (joined["valid_from"] == last).to_numpy()]
 
 
 def _groups(
