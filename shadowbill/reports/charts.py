@@ -7,11 +7,15 @@ ever touches an amount; every label is escaped.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from markupsafe import Markup, escape
 
 from shadowbill.money import exponent, format_minor
+
+if TYPE_CHECKING:
+    from shadowbill.reports.model import PeriodRevenue
 
 _LEGACY = "#8da2b8"
 _NEW = "#1f6f8b"
@@ -52,13 +56,14 @@ def _month_label(month: str) -> str:
     return f"{calendar.month_abbr[int(mon)]} {year[2:]}"
 
 
-def monthly_chart(frame: pd.DataFrame, currency: str) -> Markup:
+def monthly_chart(months_revenue: Sequence[PeriodRevenue], currency: str) -> Markup:
     """Grouped bars per month: legacy recomputed vs new model, with actual legacy as a tick."""
-    rows = frame[frame["currency"] == currency].sort_values("month")
-    months = [str(m) for m in rows["month"]]
+    rows = sorted((r for r in months_revenue if r.currency == currency), key=lambda r: r.period)
+    months = [r.period for r in rows]
     series = {
-        k: [int(v) if v is not pd.NA else 0 for v in rows[k]]
-        for k in ("legacy_total", "new_total", "actual_legacy")
+        "legacy_total": [r.legacy for r in rows],
+        "new_total": [r.new for r in rows],
+        "actual_legacy": [r.actual_legacy for r in rows],
     }
     top = max([0, *series["legacy_total"], *series["new_total"], *series["actual_legacy"]])
     step = nice_step(top)
@@ -132,10 +137,10 @@ _SHORT_BUCKETS = {
 }
 
 
-def histogram_chart(histogram: pd.DataFrame) -> Markup:
+def histogram_chart(histogram: Sequence[tuple[str, int]]) -> Markup:
     """Bars of customers per bucket of percentage change (decreases blue, increases amber)."""
-    buckets = [str(b) for b in histogram["bucket"]]
-    counts = [int(v) for v in histogram["customers"]]
+    buckets = [bucket for bucket, _ in histogram]
+    counts = [n for _, n in histogram]
     width, height, left, plot_h = 760, 220, 50, 150
     top = max([1, *counts])
     step = nice_step(top)

@@ -8,8 +8,9 @@ from shadowbill.errors import ReportError
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports.aggregates import check_result
 from shadowbill.reports.files import write_findings
-from shadowbill.reports.html import write_html
+from shadowbill.reports.html import MAX_PLAN_MOVES, MAX_TABLE_ROWS, MOVERS_PER_CURRENCY, write_html
 from shadowbill.reports.junit import write_junit
+from shadowbill.reports.model import build_report
 from shadowbill.reports.summary import write_summary
 
 
@@ -20,12 +21,18 @@ def write_reports(result: ReconciliationResult, out_dir: Path) -> dict[str, Path
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create the report folder {out_dir}: {exc.strerror}") from exc
+    report = build_report(
+        result,
+        table_rows=MAX_TABLE_ROWS,
+        plan_moves=MAX_PLAN_MOVES,
+        movers_per_currency=MOVERS_PER_CURRENCY,
+    )
     parquet, csv, xlsx = write_findings(result, out_dir)
     return {
-        "html": write_html(result, out_dir / "report.html", findings_href=csv.name),
+        "html": write_html(result, out_dir / "report.html", findings_href=csv.name, report=report),
         "findings_parquet": parquet,
         "findings_csv": csv,
         "findings_xlsx": xlsx,
-        "summary": write_summary(result, out_dir / "summary.json"),
+        "summary": write_summary(report, out_dir / "summary.json"),
         "junit": write_junit(result, out_dir / "junit.xml"),
     }
