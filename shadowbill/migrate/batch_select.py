@@ -2,7 +2,7 @@
 
 The pool is the phase's mapped subscriptions (``translate``) that are in no live batch of
 the ledger (``Ledger.taken_subscriptions``; rolled-back subscriptions return to it). Each
-candidate gets the columns below, ``--where`` filters them (a pandas query), and the
+candidate gets the columns below, ``--where`` filters them (a parsed condition), and the
 candidates are ranked by risk, lowest first:
 
 1. ``flags``: the customer has unmapped subscriptions in this phase's cohort, or
@@ -23,10 +23,11 @@ taken alone). So a customer object on the target belongs to one batch.
 
 Columns ``--where`` can use (``SELECT_COLUMNS``): subscription_id, customer_id, segment,
 country, currency, legacy_plan, new_plan, rule_id, items, price_protection, discounts,
-switches, change_pct, delta, flags, tenure_months. ``--where`` is evaluated with the
-pandas query language (``engine="python"``, so string methods work:
-``new_plan.str.contains("advanced")``); a bad expression is a :class:`SelectionError`
-naming the expression and the columns.
+switches, change_pct, delta, flags, tenure_months. ``--where`` is a condition in a small
+language parsed and evaluated by :mod:`shadowbill.migrate.where_filter` (comparisons,
+``in``, ``and``/``or``/``not`` and a few string methods such as
+``new_plan.str.contains("advanced")``; never executed as Python); a bad expression is a
+:class:`SelectionError` naming the expression and the columns.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ import numpy as np
 import pandas as pd
 
 from shadowbill.errors import InputError
+from shadowbill.migrate.where_filter import (
+    GRAMMAR,
+    WhereSyntaxError,
+    column_kind,
+    evaluate_where,
+    parse_where,
+)
 from shadowbill.snapshot.tables import Snapshot
 from shadowbill.translate.plan import Plan
 
@@ -179,25 +187,28 @@ def candidates(
     return frame.astype(SELECT_COLUMNS)
 
 
+def _shown(where: str) -> str:
+    text = " ".join(where.split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def apply_where(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """The candidates matching a pandas query over SELECT_COLUMNS (None: all of them)."""
+    """The candidates matching a --where condition over SELECT_COLUMNS (None: all of them).
+
+    The condition is parsed against a whitelist and evaluated column-wise by
+    :mod:`shadowbill.migrate.where_filter`; it never runs as Python code.
+    """
     if where is None or not where.strip():
         return frame
-    columns = ", ".join(SELECT_COLUMNS)
+    columns = {c: column_kind(frame[c]) for c in SELECT_COLUMNS if c in frame.columns}
     try:
-        mask = frame.eval(where, engine="python")
-    except Exception as exc:  # pandas raises many kinds for a bad expression
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        parsed = parse_where(where, columns)
+    except WhereSyntaxError as exc:
         raise SelectionError(
-            f"--where {where!r} is not a valid filter ({type(exc).__name__}: {reason}); "
-            f"write a pandas query over the columns {columns}"
+            f"--where {_shown(where)!r} is not a valid filter ({exc}); write a "
+            f"condition with {GRAMMAR} over the columns {', '.join(SELECT_COLUMNS)}"
         ) from None
-    if not isinstance(mask, pd.Series) or not pd.api.types.is_bool_dtype(mask.dtype):
-        raise SelectionError(
-            f"--where {where!r} must be a condition (true or false per subscription) over "
-            f"the columns {columns}"
-        )
-    return frame[mask.fillna(False).to_numpy(dtype=bool)]
+    return frame[evaluate_where(parsed, frame)]
 
 
 def risk_order(frame: pd.DataFrame) -> pd.DataFrame:
