@@ -43,6 +43,7 @@ import pandas as pd
 import sqlalchemy as sa
 import stripe
 
+from shadowbill.csv_cells import neutralise_frame
 from shadowbill.errors import (
     GateClosedError,
     InputsChangedError,
@@ -291,7 +292,9 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> Path:
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%SZ")
+    neutralise_frame(frame).to_csv(
+        path, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%SZ"
+    )
     return path
 
 

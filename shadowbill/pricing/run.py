@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shadowbill.csv_cells import neutralise_frame
 from shadowbill.errors import InputError
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import PricedInvoices, price
@@ -54,7 +55,9 @@ def write_priced(priced: PricedInvoices, out_dir: Path, fmt: str = "parquet") ->
         if fmt == "parquet":
             pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
         else:
-            frame.to_csv(path, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%SZ")
+            neutralise_frame(frame).to_csv(
+                path, index=False, lineterminator="\n", date_format="%Y-%m-%dT%H:%M:%SZ"
+            )
         written.append(path)
     return written
 

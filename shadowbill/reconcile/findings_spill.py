@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from shadowbill.csv_cells import neutralise_table
 from shadowbill.pricing.explain_text import timestamps_iso
 from shadowbill.reconcile.findings import empty_findings
 from shadowbill.snapshot.partitions import BUCKETS, bucket_of
@@ -115,7 +116,9 @@ _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
 def csv_ready(table: pa.Table) -> pa.Table:
-    """Timestamps as ISO UTC text to the second; everything else as Arrow writes it."""
+    """Timestamps as ISO UTC text to the second, text cells safe from spreadsheet formulas
+    (:mod:`shadowbill.csv_cells`); everything else as Arrow writes it."""
+    table = neutralise_table(table)
     for i, name in enumerate(table.column_names):
         if pa.types.is_timestamp(table.schema.field(name).type):
             table = table.set_column(i, name, _iso_seconds(table[name]))

@@ -65,6 +65,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from shadowbill.csv_cells import neutralise_row
 from shadowbill.errors import StripeCsvError
 from shadowbill.listing import first_few
 from shadowbill.targets.model import Operation, ref_key
@@ -285,6 +286,8 @@ def write_stripe_csv(
             f"{first_few(named, 3)}; pass followups_path to write them for after the import"
         )
     target = Path(path)
+    user_text = frozenset(h for h in header if h == THIRD_PARTY_ID or h.startswith("metadata."))
+    rows = [neutralise_row(r, user_text) for r in rows]
     _atomic_write(target, csv_text(header, rows))
     if followups_path is not None:
         lines = "".join(

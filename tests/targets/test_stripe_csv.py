@@ -4,6 +4,7 @@ follow-ups for what the toolkit cannot import, a golden file for a hand-made bat
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -150,3 +151,20 @@ def test_demo_phase_3_has_a_row_per_subscription(
         json.loads(x)["subscription_id"] for x in (tmp_path / "p3.jsonl").read_text().splitlines()
     }
     assert {o.subscription_id for o in subs if o.kind == "subscription_schedule"} <= followed
+
+
+def test_user_text_cells_cannot_start_a_spreadsheet_formula(
+    tiny_ops: list[Operation], tmp_path: Path
+) -> None:
+    """OWASP CSV injection: https://owasp.org/www-community/attacks/CSV_Injection."""
+    hostile = []
+    for op in tiny_ops:
+        if op.subscription_id == "S3":
+            params = {**op.params, "metadata": {**op.params.get("metadata", {}), "note": "@SUM(1)"}}
+            op = dataclasses.replace(op, subscription_id="=HYPERLINK(1)", params=params)
+        if op.subscription_id in (None, "=HYPERLINK(1)"):
+            hostile.append(op)
+    (row,) = _read(write_stripe_csv(hostile, tmp_path / "h.csv"))
+    assert row[THIRD_PARTY_ID] == "'=HYPERLINK(1)"
+    assert row["metadata.note"] == "'@SUM(1)"
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in row.values())
