@@ -7,6 +7,17 @@ import os
 import pytest
 import sqlalchemy as sa
 
+# Fixtures shared by every test folder (tests/support is on pytest's pythonpath).
+pytest_plugins = [
+    "fixtures_demo",
+    "fixtures_extract",
+    "fixtures_golden",
+    "fixtures_ledger",
+    "fixtures_reports",
+    "fixtures_rollout",
+    "fixtures_stripe",
+]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 DEFAULT_URLS = {

@@ -12,6 +12,9 @@ from shadowbill.cli.app import main
 from shadowbill.demo.migration import shift_dates
 from shadowbill.ledger import open_ledger
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ import pytest
 
 from shadowbill.demo.generate import DemoResult, generate
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 TABLES = (
     "accounts",
     "plans_active",

@@ -10,6 +10,9 @@ import pytest
 from shadowbill.demo.generate import DemoResult
 from shadowbill.snapshot.io import read_snapshot
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 EXPECTED = {
     "customers": "accounts",
     "subscriptions": "plans_active",

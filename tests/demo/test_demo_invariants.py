@@ -7,6 +7,7 @@ import itertools
 from collections import defaultdict
 
 import numpy as np
+import pytest
 from demo_reference import add_months, from_epoch, from_naive, minor, read_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from shadowbill.demo.billing_calendar import add_months as add_months_vectorized
 from shadowbill.demo.billing_calendar import epoch
 from shadowbill.demo.generate import DemoResult
+
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
 
 WINDOW_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 WINDOW_END = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -6,12 +6,16 @@ import datetime as dt
 from decimal import Decimal
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowbill.demo.legacy_text import iso_naive, major_units
 from shadowbill.demo.price_book import CURRENCIES
 from shadowbill.money import exponent, parse_major
+
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
 
 
 @settings(max_examples=100, deadline=None)

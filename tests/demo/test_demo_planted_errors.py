@@ -13,6 +13,9 @@ from shadowbill.demo.ground_truth import ERRORS_COLUMNS
 from shadowbill.demo.planted_errors import ERROR_KINDS
 from shadowbill.demo.price_book import legacy_catalog_path
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def book(demo: DemoResult) -> LegacyBook:

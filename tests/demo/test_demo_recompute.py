@@ -12,6 +12,9 @@ from demo_reference import LegacyBook, Line, minor, read_table
 from shadowbill.demo.generate import DemoResult
 from shadowbill.demo.price_book import legacy_catalog_path
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 PER_KIND = 6
 
 

@@ -11,6 +11,9 @@ import yaml
 from shadowbill.demo.generate import DemoResult
 from shadowbill.snapshot.tables import TABLES
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 # Words that are reserved (or awkward) in SQLite, PostgreSQL or MariaDB.
 RESERVED = {
     "from", "to", "order", "table", "desc", "interval", "key", "group", "user", "date",

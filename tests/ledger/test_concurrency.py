@@ -15,6 +15,9 @@ import sqlalchemy as sa
 
 from shadowbill.ledger import open_ledger
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 WORKER = textwrap.dedent(
     """
     import sys

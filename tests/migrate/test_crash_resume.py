@@ -35,6 +35,9 @@ from shadowbill.ledger import open_ledger
 from shadowbill.migrate.runner import plan_batch
 from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 KEY = "sk_test_crashTESTKEY0123456789"
 TRIALS = 20
 SEED = 20260101

@@ -17,6 +17,9 @@ from migrate_cases import USD, DemoEnv, demo_env, subscription_counts
 from shadowbill.cli.migrate import migrate
 from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 KEY = "sk_test_cliTESTKEY0123456789"
 
 

@@ -25,6 +25,9 @@ from shadowbill.ledger import Ledger, open_ledger
 from shadowbill.migrate.runner import apply_batch, plan_batch, rollback_batch
 from shadowbill.rehearsal.local_server import LocalServer, start_fault_proxy, start_localstripe
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 KEY = "sk_test_faultsTESTKEY0123456789"
 RATES = {
     "429": 0.03,

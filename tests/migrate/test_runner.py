@@ -50,6 +50,9 @@ from shadowbill.snapshot.fingerprints import (
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.snapshot.tables import Snapshot
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 KEY = "sk_test_runnerTESTKEY0123456789"
 STOP = "UPDATE plans_active SET plan_state = 'CNCL' WHERE plan_ref IN :subscription_ids"
 

@@ -10,6 +10,9 @@ import pytest
 from shadowbill.errors import ClusterError
 from shadowbill.reconcile.dask_cluster import MALLOC_KEY, check_workers, connect
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed")
 dask = pytest.importorskip("dask")
 

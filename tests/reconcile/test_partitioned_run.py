@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from demo_companies import demo_company
 
-from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
 from shadowbill.errors import PartitionError
-from shadowbill.extract.run import extract
 from shadowbill.reconcile import run as run_module
 from shadowbill.reconcile.executors import Executor, Task, run_tasks
 from shadowbill.reconcile.result import ReconciliationResult
@@ -23,15 +22,15 @@ from shadowbill.reports.files import write_csv_from_parquet, write_findings
 from shadowbill.reports.summary import write_summary
 from shadowbill.snapshot.tables import Snapshot
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = examples_dir()
 
 
 @pytest.fixture(scope="module")
-def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("partitioned")
-    made = generate(root / "legacy.db", customers=240, months=8, seed=5)
-    extract(f"sqlite:///{made.db_path}", made.spec_path, root / "snapshot", progress=False)
-    return root / "snapshot"
+def snapshot() -> Path:
+    return demo_company(240, 8, 5).snapshot
 
 
 def _outputs(result: ReconciliationResult, out: Path) -> dict[str, str]:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from demo_companies import demo_company
+from fixtures_golden import Golden
 
 from shadowbill.cli.app import main
-from shadowbill.demo.generate import generate
 from shadowbill.demo.run import examples_dir
-from shadowbill.extract.run import extract
 from shadowbill.pricing.engine import price
 from shadowbill.reconcile.compare_b import CAUSE_ORDER
 from shadowbill.reconcile.result import ReconciliationResult
@@ -19,16 +19,17 @@ from shadowbill.reconcile.run import Options, reconcile_files
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.translate.rollout import load_rollout
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = examples_dir()
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def demo() -> tuple[Path, Path]:
     """A small demo company extracted into a snapshot: (snapshot dir, planted errors csv)."""
-    root = tmp_path_factory.mktemp("demo")
-    made = generate(root / "legacy.db", customers=300, months=8, seed=11)
-    extract(f"sqlite:///{made.db_path}", made.spec_path, root / "snapshot", progress=False)
-    return root / "snapshot", made.errors_path
+    company = demo_company(300, 8, 11)
+    return company.snapshot, company.made.errors_path
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +137,9 @@ def test_check_exit_codes(demo: tuple[Path, Path], tmp_path: Path) -> None:
 GOLDEN = Path(__file__).parent / "golden" / "demo_phase2_summary.json"
 
 
-def test_summary_matches_the_golden_file(result: ReconciliationResult) -> None:
+def test_summary_matches_the_golden_file(result: ReconciliationResult, golden: Golden) -> None:
     """The demo company's phase-2 summary, to the minor unit; regenerate on purpose only."""
     import json
-    import os
 
     from shadowbill.reports.summary import build_summary
 
@@ -148,11 +148,7 @@ def test_summary_matches_the_golden_file(result: ReconciliationResult) -> None:
     assert set(fingerprints) == {"snapshot", "legacy_catalog", "new_catalog", "rollout", "policy"}
     assert all(len(v) == 64 for v in fingerprints.values())
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), (
-        "summary changed; if intended, rerun with SHADOWBILL_UPDATE_GOLDEN=1"
-    )
+    golden(GOLDEN, text)
 
 
 def test_pricing_without_text_leaves_only_descriptions_and_explanations_out(

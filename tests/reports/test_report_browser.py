@@ -20,6 +20,9 @@ from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports.aggregates import change_basis_points
 from shadowbill.reports.html import write_html
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("SHADOWBILL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",

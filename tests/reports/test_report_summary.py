@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fixtures_golden import Golden
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,13 +19,10 @@ from shadowbill.reports.summary import build_summary, summary_json, write_summar
 GOLDEN = Path(__file__).parent / "golden" / "summary.json"
 
 
-def test_summary_matches_golden_file(result: ReconciliationResult, tmp_path: Path) -> None:
-    written = write_summary(result, tmp_path / "summary.json").read_text("utf-8")
-    if os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(written, "utf-8")
-    assert written == GOLDEN.read_text("utf-8"), (
-        "summary.json changed; if intended, rerun with SHADOWBILL_UPDATE_GOLDEN=1"
-    )
+def test_summary_matches_golden_file(
+    result: ReconciliationResult, tmp_path: Path, golden: Golden
+) -> None:
+    golden(GOLDEN, write_summary(result, tmp_path / "summary.json").read_bytes())
 
 
 def test_summary_is_deterministic_and_sorted(result: ReconciliationResult) -> None:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from ops_fixtures import GOLDEN, demo_rollout, demo_snapshot, tiny_case
+from fixtures_golden import Golden
+from ops_fixtures import demo_rollout, demo_snapshot, tiny_case
 
 from shadowbill.targets.jsonl import OperationsFileError, read_jsonl, write_jsonl
 from shadowbill.targets.model import Operation
 from shadowbill.targets.operations import build_operations
 from shadowbill.translate.run import translate
 
-UPDATE = os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1"
+GOLDEN = Path(__file__).parent / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +61,12 @@ def test_one_sorted_object_per_line_in_utf8(tiny_ops: list[Operation], tmp_path:
     assert "Großhandel".encode() in raw  # not escaped
 
 
-def test_tiny_batch_matches_golden(tiny_ops: list[Operation], tmp_path: Path) -> None:
-    golden = GOLDEN / "tiny_batch.jsonl"
+def test_tiny_batch_matches_golden(
+    tiny_ops: list[Operation], tmp_path: Path, golden: Golden
+) -> None:
     written = write_jsonl(tiny_ops, tmp_path / "tiny_batch.jsonl")
-    if UPDATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_bytes(written.read_bytes())
-    assert written.read_bytes() == golden.read_bytes(), "set SHADOWBILL_UPDATE_GOLDEN=1 to update"
-    assert read_jsonl(golden) == tiny_ops
+    golden(GOLDEN / "tiny_batch.jsonl", written.read_bytes())
+    assert read_jsonl(GOLDEN / "tiny_batch.jsonl") == tiny_ops
 
 
 def test_an_edited_line_is_refused(tiny_ops: list[Operation], tmp_path: Path) -> None:

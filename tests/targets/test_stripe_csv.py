@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pytest
-from ops_fixtures import GOLDEN, T, demo_rollout, demo_snapshot, tiny_case
+from fixtures_golden import Golden
+from ops_fixtures import T, demo_rollout, demo_snapshot, tiny_case
 
 from shadowbill.targets.model import Operation
 from shadowbill.targets.operations import build_operations, subscription_operations
@@ -24,7 +24,7 @@ from shadowbill.targets.stripe_csv import (
 )
 from shadowbill.translate.run import translate
 
-UPDATE = os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1"
+GOLDEN = Path(__file__).parent / "golden"
 ID_MAP = {"customer:C1": "cus_ADA", "price:essential_month": "price_ESSENTIAL_M"}
 
 
@@ -39,23 +39,18 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _golden(name: str, written: Path) -> None:
-    golden = GOLDEN / name
-    if UPDATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_bytes(written.read_bytes())
-    assert written.read_bytes() == golden.read_bytes(), "set SHADOWBILL_UPDATE_GOLDEN=1 to update"
-
-
-def test_tiny_batch_matches_golden(tiny_ops: list[Operation], tmp_path: Path) -> None:
+def test_tiny_batch_matches_golden(
+    tiny_ops: list[Operation], tmp_path: Path, golden: Golden
+) -> None:
     out = write_stripe_csv(
         tiny_ops,
         tmp_path / "tiny_batch.csv",
         id_map=ID_MAP,
         followups_path=tmp_path / "tiny_batch.followups.jsonl",
     )
-    _golden("tiny_batch.csv", out)
-    _golden("tiny_batch.followups.jsonl", tmp_path / "tiny_batch.followups.jsonl")
+    golden(GOLDEN / "tiny_batch.csv", out.read_bytes())
+    followups = tmp_path / "tiny_batch.followups.jsonl"
+    golden(GOLDEN / "tiny_batch.followups.jsonl", followups.read_bytes())
 
 
 def test_rows_carry_the_first_phase_with_ids_or_placeholders(

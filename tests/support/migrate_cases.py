@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+from demo_companies import demo_company
 
-from shadowbill.demo.generate import generate
 from shadowbill.demo.migration import shift_dates
 from shadowbill.demo.run import examples_dir
-from shadowbill.extract.run import extract
 
 USD: str = 'currency == "usd"'
 _CACHE: dict[tuple[int, int], DemoEnv] = {}
@@ -83,10 +82,10 @@ def demo_env(customers: int = 60, seed: int = 3) -> DemoEnv:
     catalog.write_text(
         re.sub(r"unit_amount_decimal: '0\.\d+'", "unit_amount: 1", catalog.read_text())
     )
-    made = generate(root / "legacy.db", customers=customers, months=6, seed=seed, start=start)
-    extract(f"sqlite:///{made.db_path}", made.spec_path, root / "snapshot", progress=False)
+    company = demo_company(customers, 6, seed, start)
+    made = company.made
     env = DemoEnv(
-        root, made.db_path, made.spec_path, root / "snapshot", rollout, examples / "policy.yaml"
+        root, made.db_path, made.spec_path, company.snapshot, rollout, examples / "policy.yaml"
     )
     _CACHE[key] = env
     return env

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from demo_companies import demo_company
 
-from shadowbill.demo.generate import DemoResult, generate
-from shadowbill.extract.run import extract
+from shadowbill.demo.generate import DemoResult
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import PricedInvoices, price
 from shadowbill.pricing.run import price_to_files, snapshot_end
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.snapshot.tables import Snapshot
+
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
 
 LEGACY_CATALOG = Path(__file__).resolve().parents[2] / "examples/demo_company/legacy_catalog.yaml"
 WINDOW_START = dt.date(2025, 1, 1)  # the generator's default: invoices for periods ending after it
@@ -23,13 +26,10 @@ CHARGES = ("recurring", "proration", "usage")
 
 
 @pytest.fixture(scope="module")
-def demo_snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, Path, Snapshot]:
+def demo_snapshot() -> tuple[DemoResult, Path, Snapshot]:
     """A 400-customer, 6-month demo company, extracted into a snapshot folder."""
-    folder = tmp_path_factory.mktemp("reproduction")
-    demo = generate(folder / "legacy.db", customers=400, months=6, seed=11, start=WINDOW_START)
-    snap_dir = folder / "snapshot"
-    extract(f"sqlite:///{demo.db_path}", demo.spec_path, snap_dir, progress=False)
-    return demo, snap_dir, read_snapshot(snap_dir)
+    company = demo_company(400, 6, 11, WINDOW_START)
+    return company.made, company.snapshot, read_snapshot(company.snapshot)
 
 
 @pytest.fixture(scope="module")

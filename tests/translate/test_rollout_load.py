@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import NEW_CATALOG, SMALL_ROLLOUT, WriteRollout, with_catalogs
+from fixtures_rollout import NEW_CATALOG, SMALL_ROLLOUT, WriteRollout, with_catalogs
 
 from shadowbill.errors import RolloutError
 from shadowbill.translate.rollout import (

@@ -1,22 +1,29 @@
-"""Fixtures: one small demo company generated once per test session."""
+"""Fixtures: the demo-company factory (demo_companies.py) and the 400-customer company."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 import pytest
+from demo_companies import DemoCompany, demo_company
 
-from shadowbill.demo.generate import DemoResult, generate
+from shadowbill.demo.generate import DemoResult
 
 SMALL = {"customers": 400, "months": 12, "seed": 7}
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+def demo_companies() -> Callable[..., DemoCompany]:
+    """The demo-company factory: ``demo_companies(customers, months, seed[, start])``."""
+    return demo_company
+
+
+@pytest.fixture(scope="session")
+def demo() -> DemoResult:
     """A 400-customer demo company (the legacy database, its spec and planted errors)."""
-    return generate(tmp_path_factory.mktemp("demo") / "legacy.db", **SMALL)
+    return demo_company(**SMALL).made
 
 
 @pytest.fixture

@@ -33,6 +33,9 @@ from shadowbill.snapshot.io import read_snapshot, snapshot_buckets_present
 from shadowbill.snapshot.partitions import BUCKETS, bucket_of_id
 from shadowbill.snapshot.tables import TABLES, Snapshot
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 Both = tuple[ExtractResult, Snapshot, ExtractResult, Snapshot]
 
 

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from demo_companies import demo_company
 
-from shadowbill.demo.generate import generate
-from shadowbill.extract.run import extract
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.snapshot.tables import TABLES, Snapshot, pandas_dtype
 from shadowbill.translate.plan import (
@@ -28,7 +27,6 @@ from shadowbill.translate.plan import (
 from shadowbill.translate.rollout import Rollout, load_rollout
 
 DEMO = {"customers": 200, "months": 12, "seed": 7}
-GOLDEN = Path(__file__).parent / "golden"
 
 
 def demo_rollout() -> Rollout:
@@ -44,9 +42,7 @@ def demo_snapshot(root: Path) -> Snapshot:
     """The 200-customer demo company extracted into a snapshot (under ``root`` the first
     time; later calls in the same test process reuse it, read-only)."""
     if "snapshot" not in _DEMO:
-        made = generate(root / "legacy.db", **DEMO)
-        extract(f"sqlite:///{made.db_path}", made.spec_path, root / "snapshot", progress=False)
-        _DEMO["snapshot"] = read_snapshot(root / "snapshot")
+        _DEMO["snapshot"] = read_snapshot(demo_company(**DEMO).snapshot)
     return _DEMO["snapshot"]
 
 

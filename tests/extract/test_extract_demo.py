@@ -9,25 +9,26 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from demo_companies import demo_company
 from sqlalchemy.engine import make_url
 
-from shadowbill.demo.generate import DemoResult, generate
+from shadowbill.demo.generate import DemoResult
 from shadowbill.extract.run import extract
 from shadowbill.snapshot.io import read_snapshot
 
+# Generates a demo company, starts servers or processes: not in the fast lane.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+def demo() -> DemoResult:
     """A small demo company: 300 customers, 4 months."""
-    folder = tmp_path_factory.mktemp("demo")
-    return generate(folder / "legacy.db", customers=300, months=4, seed=11)
+    return demo_company(300, 4, 11).made
 
 
 @pytest.fixture(scope="module")
-def sqlite_snapshot(demo: DemoResult, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("snap") / "sqlite"
-    extract(f"sqlite:///{demo.db_path}", demo.spec_path, out, progress=False)
-    return out
+def sqlite_snapshot(demo: DemoResult) -> Path:
+    return demo_company(300, 4, 11).snapshot
 
 
 def source_counts(db_path: Path) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import SMALL_ROLLOUT, WriteRollout
+from fixtures_rollout import SMALL_ROLLOUT, WriteRollout
 from rollout_snapshot_builder import SnapshotBuilder
 
 from shadowbill.snapshot.tables import Snapshot

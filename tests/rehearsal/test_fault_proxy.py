@@ -16,7 +16,7 @@ from shadowbill.targets.model import Operation
 from shadowbill.targets.retry import RetryPolicy
 from shadowbill.targets.stripe_api import StripeTarget
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 
 

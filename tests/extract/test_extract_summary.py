@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
+from fixtures_golden import Golden
 from rich.console import Console
 
 from shadowbill.extract.run import ExtractResult
@@ -47,11 +47,8 @@ def sample_result() -> ExtractResult:
     )
 
 
-def test_summary_matches_golden_file():
-    text = rendered(sample_result())
-    if os.environ.get("SHADOWBILL_UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+def test_summary_matches_golden_file(golden: Golden) -> None:
+    golden(GOLDEN, rendered(sample_result()))
 
 
 def test_summary_totals_and_empty_quarantine():
