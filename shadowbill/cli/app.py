@@ -286,22 +286,52 @@ def reconcile(
         click.echo(f"{name:>10}  {path}")
 
 
+def _file_option(name: str, dest: str, help_text: str, *, exists: bool = True) -> Callable[[F], F]:
+    return click.option(
+        name,
+        dest,
+        type=click.Path(exists=exists, dir_okay=False, path_type=Path),
+        default=None,
+        help=help_text,
+    )
+
+
 @main.command()
 @_reconcile_options
+@_file_option("--junit", "junit_path", "Write the gate's checks as JUnit XML.", exists=False)
+@_file_option("--json", "json_path", "Write summary.json here.", exists=False)
 @click.option(
-    "--junit",
-    "junit_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write the gate's checks as JUnit XML.",
+    help="Results folder (findings.parquet, summary.json, ...): a later check's --baseline.",
 )
 @click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "--baseline",
+    "baseline_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Write summary.json here.",
+    help="A previous run's results folder: findings are new, resolved, changed or unchanged"
+    " against it (the policy's gate_on: new gates only what is new).",
 )
+@_file_option(
+    "--summary-md",
+    "summary_md",
+    "Write a Markdown summary (pull request, job summary).",
+    exists=False,
+)
+@click.option(
+    "--base-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The base configuration (e.g. the main branch's), files named like --rollout and"
+    " --policy: with --baseline only the customers the change can affect are reconciled.",
+)
+@_file_option("--base-rollout", "base_rollout", "The base rollout (default: --rollout).")
+@_file_option("--base-legacy-catalog", "base_legacy", "The base legacy catalog.")
+@_file_option("--base-new-catalog", "base_new", "The base new catalog.")
+@_file_option("--base-policy", "base_policy", "The base gate policy.")
 @user_errors
 def check(
     snapshot_dir: Path,
@@ -315,27 +345,57 @@ def check(
     work_dir: Path | None,
     junit_path: Path | None,
     json_path: Path | None,
+    out_dir: Path | None,
+    baseline_dir: Path | None,
+    summary_md: Path | None,
+    base_dir: Path | None,
+    base_rollout: Path | None,
+    base_legacy: Path | None,
+    base_new: Path | None,
+    base_policy: Path | None,
 ) -> None:
     """Gate a rollout phase for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input."""
     from dataclasses import replace
 
-    from shadowbill.reconcile.run import reconcile_files
+    from shadowbill.reconcile.baseline import write_results
+    from shadowbill.reconcile.check import BaseConfig, run_check
     from shadowbill.reports.junit import write_junit
     from shadowbill.reports.summary import write_summary
+    from shadowbill.reports.summary_md import write_summary_md
     from shadowbill.reports.terminal import format_gate_failure
 
     options = _run_options(projection_months, partitions, workers, dask_address, work_dir)
-    result = reconcile_files(
+    overrides: dict[str, Path | None] = {
+        "rollout": base_rollout,
+        "legacy_catalog": base_legacy,
+        "new_catalog": base_new,
+        "policy": base_policy,
+    }
+    base = None
+    if base_dir is not None:
+        base = BaseConfig.from_dir(base_dir, rollout_path, policy_path, overrides)
+    elif any(p is not None for p in (base_rollout, base_legacy, base_new, base_policy)):
+        base = BaseConfig(base_rollout, base_legacy, base_new, base_policy)
+    outcome = run_check(
         snapshot_dir,
         rollout_path,
         phase,
         policy_path,
         options=replace(options, detail_customers=0, diff_customers=0),
+        baseline_dir=baseline_dir,
+        base=base,
+        log=lambda line: click.echo(line, err=True),
     )
+    result = outcome.result
+    if out_dir is not None:
+        write_results(result, out_dir, projection_months=projection_months)
+        write_summary(result, out_dir / "summary.json")
     if junit_path is not None:
         write_junit(result, junit_path)
     if json_path is not None:
         write_summary(result, json_path)
+    if summary_md is not None:
+        write_summary_md(outcome, summary_md)
     if not result.verdict.passed:
         click.echo(format_gate_failure(result), err=True)
         sys.exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -76,6 +77,11 @@ class Policy(_Strict):
     )
     increase_cap: IncreaseCap = IncreaseCap()
     phases: dict[int, PhasePolicy] = Field(default_factory=dict)
+    gate_on: Literal["all", "new"] = Field(
+        "all",
+        description="new: with a baseline (check --baseline), only findings new or changed"
+        " since it, newly unmapped subscriptions and newly rising customers can fail the gate",
+    )
 
     def for_phase(self, phase: int) -> PhasePolicy:
         """The phase's own rules, or the defaults."""

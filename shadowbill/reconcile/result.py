@@ -142,6 +142,8 @@ class ReconciliationResult:
     findings_file: Path | None = None
     findings_csv_file: Path | None = None  # the same findings as CSV, when already written
     finding_stats: dict[str, Any] | None = None
+    # The pricing window every partition shared: (as_of, first period start, end).
+    pricing_window: tuple[pd.Timestamp, pd.Timestamp | None, pd.Timestamp] | None = None
     # Keeps the run's working folder (the findings file) alive as long as the result.
     workdir: Any = field(default=None, repr=False, compare=False)
 

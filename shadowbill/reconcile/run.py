@@ -452,6 +452,7 @@ def _assemble(
         findings_file=findings_file,
         findings_csv_file=findings_csv,
         finding_stats=combine_stats(parts).as_summary(),
+        pricing_window=(window.as_of, window.start, window.end),
         workdir=workdir,
         counts={
             "cohort_subscriptions": counts["cohort_subscriptions"],

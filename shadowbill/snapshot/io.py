@@ -502,6 +502,7 @@ def read_snapshot(
     partition: int | None = None,
     partitions: int = 1,
     skip: Collection[str] = (),
+    buckets: Collection[int] | None = None,
 ) -> Snapshot:
     """Read a snapshot folder, or one partition of it, checking the sha256 of every file read.
 
@@ -510,15 +511,19 @@ def read_snapshot(
     quarantine; only those files are read. Rows come in bucket order, then key order.
     A single-file snapshot is read whole and then cut to the partition. Tables named in
     ``skip`` are not read and come back empty (for passes that never look at them).
+    ``buckets`` reads only these customer buckets instead of a partition (a single-file
+    snapshot comes back whole: the caller cuts it to the customers it wants).
     """
     snapshot_dir = Path(snapshot_dir)
     unknown = sorted(set(skip) - set(TABLES))
     if unknown:
         raise InputError(f"no snapshot table named {', '.join(unknown)}")
     manifest = read_manifest(snapshot_dir)
-    wanted = _wanted_buckets(partition, partitions)
+    wanted = _wanted_buckets(partition, partitions) if buckets is None else set(buckets)
     if not _is_bucketed(manifest) and wanted is not None:
         whole = read_snapshot(snapshot_dir, skip=skip)
+        if buckets is not None:
+            return whole
         assert partition is not None
         return snapshot_partition(whole, partition, partitions)
     tables = {
