@@ -8,24 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from demo_companies import demo_company
 
-from shadowbill.demo.generate import generate
-from shadowbill.extract.run import extract
 from shadowbill.reconcile.baseline import write_results
 from shadowbill.reconcile.check import BaseConfig, CheckOutcome, run_check
 from shadowbill.reports.summary import summary_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo_company"
+pytestmark = pytest.mark.slow
 SALES_PRO = '- {from: "pro_month_*", price: advanced_month, quantity: seats}'
 
 
 @pytest.fixture(scope="module")
-def estate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def estate() -> Path:
     """A 300-customer demo company's snapshot."""
-    root = tmp_path_factory.mktemp("scoped")
-    demo = generate(root / "legacy.db", customers=300, months=12, seed=11)
-    extract(f"sqlite:///{demo.db_path}", demo.spec_path, root / "snap", progress=False)
-    return root / "snap"
+    return demo_company(300, 12, 11).snapshot
 
 
 def _config(folder: Path, old: str = "", new: str = "") -> Path:
