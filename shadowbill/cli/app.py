@@ -126,7 +126,11 @@ def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
     "--to",
     "end",
     default=None,
-    help="Last period end to price (ISO date); default: the snapshot's extraction time.",
+    help=(
+        "Last period end to price (ISO date); default: the latest legacy invoice period_end,"
+        " but never after the snapshot's extraction time (the extraction time when there"
+        " are no invoices)."
+    ),
 )
 @click.option(
     "--out",

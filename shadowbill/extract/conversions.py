@@ -27,7 +27,7 @@ from shadowbill.extract.quarantine import (
     row_json,
     text_or_empty,
 )
-from shadowbill.extract.spec import ColumnSpec, TableSpec, scalar_text
+from shadowbill.extract.spec import MINOR_UNIT_COLUMNS, ColumnSpec, TableSpec, scalar_text
 from shadowbill.money import CURRENCY_EXPONENTS
 from shadowbill.snapshot.tables import BOOL, INT, STR, Column, Table, pandas_dtype
 
@@ -238,6 +238,24 @@ def _integers(source: pd.Series) -> tuple[pa.Array, np.ndarray]:
     return vp.parse_integer(vp.text_array(source))
 
 
+def _refuse_decimal_point(source: pd.Series, fails: _Failures) -> None:
+    """Minor units are whole: "195.00" in a minor-unit column is an amount in major units."""
+    if pd.api.types.is_integer_dtype(source.dtype):
+        return
+    text = vp.text_array(source)
+    dotted = vp.mask(pc.match_substring_regex(text, r"^\s*[+-]?\d*\.\d*\s*$"))
+    fails.add(
+        dotted,
+        "wrong_type",
+        lambda at: (
+            text_or_empty(source[at])
+            + " has a decimal point: this looks like major units, but the column holds"
+            " integer minor units (cents); write 19500 for 195.00, or map it with"
+            " type: major_units"
+        ),
+    )
+
+
 def to_canonical(
     source: pd.Series, column: Column, ctx: ConversionContext, kind: str | None = None
 ) -> ColumnResult:
@@ -262,6 +280,8 @@ def to_canonical(
     if kind == "timestamp" or (kind is None and column.type not in (STR, INT, BOOL)):
         return _timestamps(source, ctx)
     if column.type == INT:
+        if kind == "minor_units" or (kind is None and column.name in MINOR_UNIT_COLUMNS):
+            _refuse_decimal_point(source, fails)
         ints, bad = _integers(source)
         fails.add(bad, "wrong_type", lambda at: "not a whole number: " + text_or_empty(source[at]))
         return fails.result(_series(ints, index, "Int64"))

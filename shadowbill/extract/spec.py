@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shadowbill.errors import ExtractSpecError
@@ -25,6 +26,7 @@ ColumnType = Literal[
     "major_units",
     "major_decimal",
     "minor_units",
+    "integer",
     "decimal_string",
     "bool",
 ]
@@ -33,10 +35,22 @@ Transform = Literal["upper", "lower", "strip"]
 # Which spec types may fill a canonical column of each Arrow type.
 TYPES_FOR = {
     TS: ("timestamp", "epoch_seconds", "epoch_millis"),
-    INT: ("major_units", "minor_units"),
+    INT: ("integer",),
     STR: ("major_decimal", "decimal_string"),
     BOOL: ("bool",),
 }
+# Canonical integer columns of money in minor units: filled by money types, not ``integer``.
+MINOR_UNIT_COLUMNS = frozenset({"subtotal", "discount", "tax", "total", "amount", "amount_off"})
+MONEY_INT_TYPES = ("major_units", "minor_units")
+
+
+def types_for(table: str, column: str, arrow_type: pa.DataType) -> tuple[str, ...]:
+    """The spec types that may fill one canonical column (money columns take money types)."""
+    if arrow_type == INT and column in MINOR_UNIT_COLUMNS:
+        return MONEY_INT_TYPES
+    return TYPES_FOR[arrow_type]
+
+
 _UNSET: Any = object()
 
 
@@ -222,8 +236,9 @@ def _check_names(doc: YamlDocument) -> None:
                 )
                 continue
             kind = form.get("type") if isinstance(form, dict) else None
-            allowed = TYPES_FOR[table.column(str(col)).type]
-            if kind is not None and kind not in allowed:
+            allowed = types_for(str(name), str(col), table.column(str(col)).type)
+            legacy = kind == "minor_units" and table.column(str(col)).type == INT  # still read
+            if kind is not None and kind not in allowed and not legacy:
                 expected = " or ".join(allowed)
                 problems.append(f"{at}: type {kind} cannot fill this column (use {expected})")
     if problems:

@@ -59,8 +59,13 @@ def spill_schema(table: Table) -> pa.Schema:
 
 
 def _text(values: pd.Series) -> pa.Array:
-    """Ids as Arrow text with missing ids as empty text (how snapshot_buckets looks them up)."""
-    return pa.array(values.astype("string").fillna(""), type=pa.string())
+    """Ids as Arrow text with missing ids as empty text (how snapshot_buckets looks them up).
+
+    Always one Array: under pandas 3 an Arrow-backed column (e.g. of an empty CSV file)
+    converts to a ChunkedArray, which ``pa.concat_arrays`` refuses.
+    """
+    ids = pa.array(values.astype("string").fillna(""), type=pa.string())
+    return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
 
 def _own(values: pa.Array) -> pa.Array:

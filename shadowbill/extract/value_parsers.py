@@ -21,6 +21,9 @@ from shadowbill.extract.quarantine import as_text
 Mask = npt.NDArray[np.bool_]
 
 _NUMBER = r"^(?P<sign>[+-]?)(?P<int>\d*)(?:\.(?P<frac>\d*))?$"
+# Scientific notation as Arrow prints a DECIMAL whose exponent is below -6 (Java BigDecimal's
+# rule): a MariaDB/MySQL DECIMAL(p, 9) zero arrives as "0E-9". Only that form is read ("1e3" is not).
+_SCIENTIFIC = r"^(?P<sign>[+-]?)(?P<int>\d+)(?:\.(?P<frac>\d+))?E(?P<exp>-\d{1,2})$"
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
 _ZONED = _DATE_TIME + r"\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
@@ -60,8 +63,38 @@ class NumberParts:
         return pc.equal(self.sign, "-")
 
 
+def expand_scientific(text: pa.Array) -> pa.Array:
+    """Numbers in scientific notation rewritten as plain decimals ("0E-9" -> "0.000000000").
+
+    Exact, on the digits: Arrow renders a DECIMAL with 7+ decimals this way (a MariaDB or
+    MySQL ``DECIMAL(15, 9)`` zero arrives as ``0E-9``); other text is left as it is.
+    """
+    sci = pc.fill_null(pc.match_substring_regex(text, _SCIENTIFIC), False)
+    if not pc.any(sci).as_py():
+        return text
+    parts = pc.extract_regex(pc.if_else(sci, text, _NULL_TEXT), _SCIENTIFIC)
+    sign, whole, frac, exp = (pc.struct_field(parts, n) for n in ("sign", "int", "frac", "exp"))
+    frac = pc.fill_null(frac, "")
+    digits = pc.binary_join_element_wise(whole, frac, "")
+    # where the decimal point goes, counted from the left of ``digits``
+    point = pc.add(pc.cast(pc.utf8_length(whole), pa.int64()), pc.cast(exp, pa.int64()))
+    out = text
+    for p in pc.unique(pc.drop_null(point)).to_pylist():  # a few distinct positions
+        rows = pc.fill_null(pc.and_(sci, pc.equal(point, p)), False)
+        if p <= 0:
+            number = pc.binary_join_element_wise("0." + "0" * -p, digits, "")
+        else:
+            padded = pc.utf8_rpad(digits, width=p, padding="0")
+            head = pc.utf8_slice_codeunits(padded, 0, p)
+            tail = pc.utf8_slice_codeunits(padded, p)
+            number = pc.binary_join_element_wise(head, tail, ".")
+        out = pc.if_else(rows, pc.binary_join_element_wise(sign, number, ""), out)
+    return out
+
+
 def split_number(text: pa.Array) -> NumberParts:
-    """Sign, digits and fraction of each value ("1,234.50" -> "+", "1234", "50")."""
+    """Sign, digits and fraction of each value ("1,234.50" -> "+", "1234", "50"; "0E-9" -> 0)."""
+    text = expand_scientific(text)
     grouped = pc.match_substring_regex(text, _THOUSANDS)
     if pc.any(grouped).as_py():
         text = pc.if_else(grouped, pc.replace_substring(text, ",", ""), text)
