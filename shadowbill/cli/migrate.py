@@ -79,7 +79,7 @@ def _force_options(func: F) -> F:
 
 def _forced(force: bool, reason: str | None) -> str | None:
     """The forced reason, checked: --force needs --reason and --reason needs --force."""
-    from shadowbill.migrate.runner import MigrationError
+    from shadowbill.migrate import MigrationError
 
     if force and not (reason or "").strip():
         raise MigrationError("--force needs --reason '...' (it is recorded in the audit log)")
@@ -179,7 +179,7 @@ def plan(
     """Choose the next batch of a phase, record it, and write its operations for review."""
     from rich.table import Table
 
-    from shadowbill.migrate.runner import plan_batch
+    from shadowbill.migrate import plan_batch
 
     with _opened(ledger_url) as ledger:
         result = plan_batch(
@@ -231,7 +231,7 @@ def plan(
 @user_errors
 def gate(batch_id: str, force: bool, reason: str | None, ledger_url: str | None) -> None:
     """Reconcile the batch's subscriptions alone and record the gate verdict."""
-    from shadowbill.migrate.runner import gate_batch
+    from shadowbill.migrate import gate_batch
 
     forced = _forced(force, reason)
     with _opened(ledger_url) as ledger:
@@ -295,7 +295,7 @@ def apply(
     ledger_url: str | None,
 ) -> None:
     """Create the batch on the target; safe to rerun after a crash (never duplicates)."""
-    from shadowbill.migrate.runner import apply_batch
+    from shadowbill.migrate import apply_batch
     from shadowbill.snapshot.io import mask_password
 
     forced = _forced(force, reason)
@@ -356,7 +356,7 @@ def verify(
     ledger_url: str | None,
 ) -> None:
     """Compare the target's invoice previews with the new model (comparison C)."""
-    from shadowbill.migrate.runner import verify_batch
+    from shadowbill.migrate import verify_batch
 
     with _opened(ledger_url) as ledger:
         result = verify_batch(
@@ -415,7 +415,7 @@ def cutover(
 ) -> None:
     """Hand verified subscriptions over: cutover.csv, stop legacy billing, mark cut over."""
     from shadowbill.extract.spec import load_extract_spec
-    from shadowbill.migrate.runner import MigrationError, cutover_batch
+    from shadowbill.migrate import MigrationError, cutover_batch
 
     forced = _forced(force, reason)
     statement = stop_statement
@@ -474,7 +474,7 @@ def rollback(
     ledger_url: str | None,
 ) -> None:
     """Remove what the batch created on the target; its subscriptions return to the pool."""
-    from shadowbill.migrate.runner import rollback_batch
+    from shadowbill.migrate import rollback_batch
 
     forced = _forced(force, reason)
     with _opened(ledger_url) as ledger:

@@ -94,7 +94,7 @@ def run_migration_demo(
     """Migrate one batch of each phase against a local server; return where the files are."""
     from shadowbill.extract.spec import load_extract_spec
     from shadowbill.ledger import open_ledger
-    from shadowbill.migrate.runner import (
+    from shadowbill.migrate import (
         apply_batch,
         cutover_batch,
         gate_batch,

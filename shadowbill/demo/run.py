@@ -16,6 +16,7 @@ from shadowbill.extract.run import extract
 from shadowbill.pricing.run import price_to_files
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import reconcile_files
+from shadowbill.rehearsal.extra import INSTALL_HINT, missing_server_modules
 from shadowbill.reports.write import write_reports
 
 
@@ -72,7 +73,14 @@ def run_demo(
         f"legacy billing errors in this cohort, {other} other differences"
     )
     migrated: dict[str, Path] = {}
-    if migrate:
+    missing = missing_server_modules() if migrate else []
+    if migrate and missing:
+        echo("")
+        echo(
+            f"5/5 skipped: migrating to a local Stripe-compatible server needs the rehearsal "
+            f"extra ({', '.join(missing)} not installed): {INSTALL_HINT}"
+        )
+    elif migrate:
         echo("")
         echo(
             "5/5 migrate a batch of each phase to a local Stripe-compatible server:"

@@ -63,6 +63,15 @@ DEFAULT_TIMEOUT: Final = 30.0
 METADATA_KEY: Final = "shadowbill_key"
 # The shape of a Stripe secret, restricted or publishable key, to scrub from any text.
 KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
+
+
+def scrub_key(text: str, secret: str | None = None) -> str:
+    """``text`` without a secret key or anything shaped like a Stripe key."""
+    if secret:
+        text = text.replace(secret, "***")
+    return KEY_SHAPE.sub("sk_***", text)
+
+
 _GONE_STATUSES: Final = frozenset({"canceled", "incomplete_expired"})
 
 
@@ -224,9 +233,7 @@ class StripeTarget:
 
     def _scrub(self, text: str) -> str:
         """``text`` without the API key or anything shaped like a Stripe key."""
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return KEY_SHAPE.sub("sk_***", text)
+        return scrub_key(text, self._secret)
 
     def _failure(self, op_key: str, kind: str, exc: Exception) -> OperationFailure:
         if isinstance(exc, stripe.StripeError):

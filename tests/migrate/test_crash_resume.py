@@ -32,7 +32,7 @@ from migrate_cases import (
 )
 
 from shadowbill.ledger import open_ledger
-from shadowbill.migrate.runner import plan_batch
+from shadowbill.migrate import plan_batch
 from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 
 # Generates a demo company, starts servers or processes: not in the fast lane.

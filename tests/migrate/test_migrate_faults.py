@@ -22,7 +22,7 @@ from migrate_cases import (
 )
 
 from shadowbill.ledger import Ledger, open_ledger
-from shadowbill.migrate.runner import apply_batch, plan_batch, rollback_batch
+from shadowbill.migrate import apply_batch, plan_batch, rollback_batch
 from shadowbill.rehearsal.local_server import LocalServer, start_fault_proxy, start_localstripe
 
 # Generates a demo company, starts servers or processes: not in the fast lane.

@@ -19,13 +19,7 @@ from migrate_cases import (
 
 from shadowbill.extract.run import extract
 from shadowbill.ledger import Ledger, open_ledger
-from shadowbill.migrate.batch_select import (
-    SelectionError,
-    apply_where,
-    risk_order,
-    whole_customers,
-)
-from shadowbill.migrate.runner import (
+from shadowbill.migrate import (
     CUTOVER_FILE,
     OPERATIONS_FILE,
     STRIPE_CSV_FILE,
@@ -40,6 +34,12 @@ from shadowbill.migrate.runner import (
     rollback_batch,
     stop_billing,
     verify_batch,
+)
+from shadowbill.migrate.batch_select import (
+    SelectionError,
+    apply_where,
+    risk_order,
+    whole_customers,
 )
 from shadowbill.rehearsal.local_server import LocalServer, start_localstripe
 from shadowbill.snapshot.fingerprints import (

@@ -18,7 +18,7 @@ from ops_fixtures import T, demo_rollout, demo_snapshot, tiny_case
 from shadowbill.pricing.catalog import Price
 from shadowbill.pricing.periods import cadence, to_us
 from shadowbill.snapshot.tables import Snapshot
-from shadowbill.targets import operations as ops_module
+from shadowbill.targets import batch_frames as ops_module
 from shadowbill.targets.catalog_ops import price_operation, refs_in
 from shadowbill.targets.jsonl import operation_line
 from shadowbill.targets.model import KIND_ORDER, Operation, ref_key

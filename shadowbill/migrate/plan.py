@@ -1,0 +1,219 @@
+"""``migrate plan``: choose, translate and record the next batch of a phase; write its operations for review."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from shadowbill.errors import (
+    MigrationError,
+)
+from shadowbill.ledger import Ledger, LedgerError
+from shadowbill.migrate.batch_files import (
+    DEFAULT_BATCHES_DIR,
+    FOLLOWUPS_FILE,
+    OPERATIONS_FILE,
+    PLAN_FILE,
+    SELECTION_FILE,
+    STRIPE_CSV_FILE,
+    count_lines,
+    day_text,
+    write_csv,
+    write_json,
+)
+from shadowbill.migrate.batch_inputs import (
+    DEFAULT_BATCH_SIZE,
+    batch_plan,
+    input_fingerprints,
+    next_batch_id,
+    operations_fingerprint,
+    pin_as_of,
+    restrict,
+)
+from shadowbill.migrate.batch_select import Selection, select_batch
+from shadowbill.reconcile.policy import load_policy
+from shadowbill.snapshot.fingerprints import (
+    customer_fingerprints,
+    shared_fingerprint,
+)
+from shadowbill.snapshot.io import read_snapshot, snapshot_fingerprint
+from shadowbill.targets.jsonl import write_jsonl
+from shadowbill.targets.model import KIND_ORDER, Operation
+from shadowbill.targets.operations import build_operations, cutover_facts
+from shadowbill.targets.stripe_csv import write_stripe_csv
+from shadowbill.translate.rollout import load_rollout
+from shadowbill.translate.run import translate
+
+
+@dataclass
+class PlanResult:
+    """What ``plan`` recorded and wrote."""
+
+    batch_id: str
+    phase: int
+    out_dir: Path
+    selection: pd.DataFrame  # the batch's subscriptions with their risk columns
+    pool_size: int
+    matched: int
+    operations: dict[str, int]  # operations per kind, in creation order
+    customers: int
+    first_period: tuple[pd.Timestamp | None, pd.Timestamp | None]
+    fingerprints: dict[str, str]
+    files: dict[str, Path]
+    followups: int = 0
+
+    def describe(self) -> list[str]:
+        """Lines for a person: what the batch would do."""
+        lo, hi = self.first_period
+        kinds = ", ".join(f"{n} {k}" for k, n in self.operations.items())
+        return [
+            f"batch {self.batch_id} (phase {self.phase}): {len(self.selection)} subscriptions "
+            f"of {self.customers} customers, chosen from {self.matched} matching of "
+            f"{self.pool_size} not yet migrated",
+            f"operations: {sum(self.operations.values())} ({kinds})",
+            f"first target periods start from {day_text(lo)} to {day_text(hi)}",
+            f"written to {self.out_dir}"
+            + (f" ({self.followups} toolkit follow-ups)" if self.followups else ""),
+        ]
+
+
+def plan_batch(
+    ledger: Ledger,
+    *,
+    rollout_path: Path,
+    phase: int,
+    snapshot_dir: Path,
+    policy_path: Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    where: str | None = None,
+    out_dir: Path | None = None,
+    batch_id: str | None = None,
+    rank_by_risk: bool = True,
+    batches_dir: Path = DEFAULT_BATCHES_DIR,
+) -> PlanResult:
+    """Choose, translate and record the next batch of a phase; write its operations for review."""
+    from shadowbill.reconcile.run import Options, reconcile_phase
+
+    rollout = load_rollout(rollout_path)
+    policy = load_policy(policy_path)
+    snapshot = read_snapshot(Path(snapshot_dir))
+    plan = translate(snapshot, rollout, phase)
+    pinned = pin_as_of(rollout, plan.as_of)
+    taken = ledger.taken_subscriptions()
+    pool_ids = plan.assignments.loc[
+        ~plan.assignments["subscription_id"].astype(str).isin(taken), "subscription_id"
+    ]
+    if pool_ids.empty:
+        raise MigrationError(
+            f"phase {phase} has no mapped subscription left to plan: {len(plan.assignments)} "
+            f"mapped, all in live batches; {len(plan.unmapped)} unmapped (fix the rollout rules)"
+        )
+    risk: dict[str, pd.DataFrame | None] = {}
+    if rank_by_risk:
+        result = reconcile_phase(
+            restrict(snapshot, pool_ids),
+            pinned,
+            phase,
+            policy,
+            options=Options(detail_customers=0, diff_customers=0),
+        )
+        risk = {
+            "customers": result.customers,
+            "findings": result.findings,
+            "pricing_errors": result.exceptions.get("pricing_errors"),
+        }
+    selection: Selection = select_batch(
+        plan, snapshot, taken, batch_size=batch_size, where=where, **risk
+    )
+    if selection.batch.empty:
+        raise MigrationError(
+            f"no subscription of phase {phase} matches --where {where!r} "
+            f"({selection.pool_size} not yet migrated)"
+        )
+    chosen = selection.batch
+    ids = chosen["subscription_id"].astype(str).tolist()
+    customers = sorted(set(chosen["customer_id"].astype(str)))
+    subset, bplan = batch_plan(snapshot, pinned, phase, ids)
+    facts = cutover_facts(bplan, subset)
+    facts = facts[facts["subscription_id"].astype(str).isin(ids)]
+    fps_customers = customer_fingerprints(snapshot, customers)
+    base_fps = {
+        "snapshot": snapshot_fingerprint(Path(snapshot_dir), verify=False),
+        "snapshot_shared": shared_fingerprint(snapshot),
+        **input_fingerprints(rollout, Path(policy_path) if policy_path else None),
+    }
+    rows = chosen[["subscription_id", "customer_id"]].merge(
+        facts[["subscription_id", "paid_through", "first_target_period_start"]],
+        on="subscription_id",
+        how="left",
+    )
+    rows["customer_fingerprint"] = rows["customer_id"].map(fps_customers).astype(str)
+
+    for attempt in range(5):
+        bid = batch_id or next_batch_id(ledger, phase)
+        ops = build_operations(bplan, pinned, subset, batch_id=bid, subscription_ids=ids)
+        folder = Path(out_dir) if out_dir is not None else Path(batches_dir) / bid
+        folder = folder.resolve()
+        files = _write_plan_files(folder, ops, chosen)
+        fingerprints = {**base_fps, "operations": operations_fingerprint(ops)}
+        counts: dict[str, int] = {
+            k: n for k in KIND_ORDER if (n := sum(1 for o in ops if o.kind == k))
+        }
+        starts = facts["first_target_period_start"]
+        first = (
+            None if starts.empty else pd.Timestamp(starts.min()),
+            None if starts.empty else pd.Timestamp(starts.max()),
+        )
+        detail = {
+            "as_of": pd.Timestamp(plan.as_of).isoformat(),
+            "snapshot_dir": str(Path(snapshot_dir).resolve()),
+            "rollout_path": str(Path(rollout_path).resolve()),
+            "policy_path": str(Path(policy_path).resolve()) if policy_path else None,
+            "out_dir": str(folder),
+            "where": where,
+            "batch_size": batch_size,
+            "ranked_by_risk": rank_by_risk,
+            "pool": selection.pool_size,
+            "matched": selection.matched,
+            "customers": len(customers),
+            "operations": counts,
+            "first_target_period": [day_text(first[0]), day_text(first[1])],
+        }
+        try:
+            ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
+        except LedgerError as exc:
+            if batch_id is None and "already exists" in str(exc) and attempt < 4:
+                continue  # another planner took this id meanwhile: take the next one
+            raise
+        write_json(folder / PLAN_FILE, {"batch_id": bid, "phase": phase, **detail})
+        files["plan"] = folder / PLAN_FILE
+        followups = count_lines(files.get("followups"))
+        return PlanResult(
+            batch_id=bid,
+            phase=phase,
+            out_dir=folder,
+            selection=chosen,
+            pool_size=selection.pool_size,
+            matched=selection.matched,
+            operations=counts,
+            customers=len(customers),
+            first_period=first,
+            fingerprints=fingerprints,
+            files=files,
+            followups=followups,
+        )
+    raise MigrationError(f"could not find a free batch id for phase {phase}")  # pragma: no cover
+
+
+def _write_plan_files(folder: Path, ops: list[Operation], chosen: pd.DataFrame) -> dict[str, Path]:
+    """operations.jsonl, the Stripe toolkit CSV (+ follow-ups) and the selection."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"operations": write_jsonl(ops, folder / OPERATIONS_FILE)}
+    files["stripe_csv"] = write_stripe_csv(
+        ops, folder / STRIPE_CSV_FILE, followups_path=folder / FOLLOWUPS_FILE
+    )
+    files["followups"] = folder / FOLLOWUPS_FILE
+    files["selection"] = write_csv(folder / SELECTION_FILE, chosen)
+    return files
