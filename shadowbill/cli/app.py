@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ def main() -> None:
 @click.option(
     "--source",
     required=True,
-    help="SQLAlchemy URL of the legacy database, or a folder of canonical CSV/Parquet files.",
+    help="SQLAlchemy URL of the legacy database, a folder of canonical CSV/Parquet files, or stripe:[BASE_URL] (a Stripe account, key from STRIPE_API_KEY).",
 )
 @click.option(
     "--spec",
@@ -55,15 +56,57 @@ def main() -> None:
     " (memory bounded by --chunk-size); single: one file per table, validated in memory"
     " (snapshot format version 1).",
 )
+@click.option(
+    "--created-since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="With --source stripe:, read only customers, subscriptions and invoices created since (UTC).",
+)
+@click.option(
+    "--customers",
+    "customers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With --source stripe:, keep only these customers (a file of legacy or Stripe ids, one a line).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or summary table.")
 @user_errors
 def extract(
-    source: str, spec_path: Path | None, out_dir: Path, chunk_size: int, layout: str, quiet: bool
+    source: str,
+    spec_path: Path | None,
+    out_dir: Path,
+    chunk_size: int,
+    layout: str,
+    quiet: bool,
+    created_since: dt.datetime | None = None,
+    customers_file: Path | None = None,
 ) -> None:
     """Extract a legacy source into a canonical snapshot folder (Parquet + manifest)."""
     from shadowbill.extract.run import extract as run_extract
     from shadowbill.extract.summary import print_summary
 
+    if source.startswith("stripe:"):
+        from shadowbill.extract.stripe_source import extract_stripe, stripe_client
+
+        customers = None
+        if customers_file is not None:
+            customers = [ln.strip() for ln in customers_file.read_text("utf-8").splitlines()]
+            customers = [c for c in customers if c and c != "customer_id"]
+        base = source[len("stripe:") :] or None
+        result, stats = extract_stripe(
+            out_dir,
+            client=stripe_client(base),
+            created_since=created_since,
+            customers=customers,
+            progress=not quiet,
+            label="stripe:" + ("" if base is None else base),
+        )
+        if not quiet:
+            print_summary(result)
+            click.echo(
+                f"Stripe: {stats.total_requests:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(stats.objects.items()))} objects)"
+            )
+        return
     result = run_extract(
         source,
         spec_path,

@@ -197,13 +197,15 @@ def extract(
     progress: bool = True,
     layout: Layout = "buckets",
     group_rows: int | None = None,
+    source_label: str | None = None,
 ) -> ExtractResult:
     """Extract a database (SQLAlchemy URL + spec) or a folder of canonical files into a snapshot.
 
     ``layout`` ``buckets`` (the default) streams through a spill on disk and writes one file
     per customer bucket; ``single`` validates in memory and writes one file per table.
     ``group_rows`` bounds the rows validated at once in the buckets layout (default: four
-    chunks' worth, at least ``MIN_GROUP_ROWS``).
+    chunks' worth, at least ``MIN_GROUP_ROWS``). ``source_label`` names the source in the
+    manifest where the folder is a staging copy (e.g. ``stripe:``).
     """
     started = time.perf_counter()
     if chunk_size <= 0:
@@ -227,7 +229,7 @@ def extract(
         }
         chunk_size = spec.chunk_size or chunk_size
     elif Path(source).is_dir():
-        masked = source
+        masked = source_label or source
         if spec_path is not None:
             raise ExtractSpecError(
                 f"{spec_path}: a spec maps a database; the folder {source} must hold"

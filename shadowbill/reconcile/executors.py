@@ -2,8 +2,11 @@
 
 Every executor runs the same picklable task function over the same task list and gives
 the results back in task order, so what a run computes never depends on where it ran.
-A task that fails is run once more; a second failure stops the run with an error that
-names the partition and the customers it holds. A local worker process killed from outside
+A task that fails with an error known to be transient (the system refused a file or a
+connection, memory ran out, a Dask worker was lost) is run once more; a second failure
+stops the run with an error that names the partition and the customers it holds. Any other
+error is a bug or bad input, the same on every try: it stops the run at once, as it is
+(with its traceback). A local worker process killed from outside
 (e.g. by the out-of-memory killer) breaks its pool: a new pool takes every unfinished task,
 once, and a second break stops the run naming the partitions it left unfinished.
 """
@@ -11,6 +14,7 @@ once, and a second break stops the run naming the partitions it left unfinished.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
@@ -28,6 +32,15 @@ from shadowbill.listing import first_few
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """The errors worth running a partition again for: the same task may pass next time."""
+    kinds: list[type[BaseException]] = [OSError, MemoryError]  # incl. Dask's CommClosedError
+    distributed = sys.modules.get("distributed")  # imported only when a Dask cluster is used
+    if distributed is not None:
+        kinds.append(distributed.KilledWorker)
+    return tuple(kinds)
 
 
 # Told about every finished task: the stage, tasks done, tasks in all, rows it did.
@@ -81,7 +94,7 @@ def _in_process(
                 break
             except ShadowbillError:
                 raise  # bad input: the same on every try, and already a clear message
-            except Exception as exc:
+            except transient_errors() as exc:
                 if attempt == retries:
                     raise _fail(task, exc, who, attempt + 1) from exc
         out.append(result)
@@ -113,7 +126,8 @@ def _pooled(
     tick: Callable[[int, R], None],
     renew: Callable[[], None] | None = None,
 ) -> list[R]:
-    """Submit everything, collect as tasks finish, resubmit a failed task up to ``retries``.
+    """Submit everything, collect as tasks finish, resubmit a task that failed with a
+    transient error up to ``retries`` times (any other error stops the run as it is).
 
     A pool that breaks (a worker process killed) is replaced by ``renew`` up to ``retries``
     times and every unfinished task goes to the new one; a break is not counted against
@@ -143,7 +157,7 @@ def _pooled(
                 except BrokenExecutor:
                     lost.append(i)
                     continue
-                except Exception as exc:
+                except transient_errors() as exc:
                     if attempts[i] > retries:
                         raise _fail(tasks[i], exc, who, attempts[i]) from exc
                     attempts[i] += 1

@@ -6,6 +6,7 @@ import hashlib
 import os
 import signal
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -152,12 +153,36 @@ def _flaky(payload: tuple[str, int]) -> int:
     path = Path(marker)
     if value == 2 and not path.exists():
         path.write_text("failed once")
-        raise RuntimeError("worker lost")
+        raise ConnectionResetError("worker lost")  # transient: worth another try
     return value * 10
 
 
 def _broken(payload: int) -> int:
-    raise RuntimeError(f"cannot price partition {payload}")
+    raise OSError(f"cannot read partition {payload}")
+
+
+def _buggy(payload: tuple[str, int]) -> int:
+    marker, value = payload
+    if value == 1:
+        with Path(marker).open("a") as fh:
+            fh.write("tried\n")
+        return {"a": 1}["b"]  # a programming error: the same on every try
+    return value
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_programming_error_in_a_partition_is_not_retried_and_keeps_its_traceback(
+    tmp_path: Path, workers: int
+) -> None:
+    """A bug is not a transient failure: it stops the run once, as itself, not as a one-line PartitionError."""
+    marker = tmp_path / "tries"
+    tasks = [Task(k, (str(marker), k)) for k in range(3)]
+    with pytest.raises(KeyError) as err:
+        run_tasks(_buggy, tasks, Executor(workers=workers), stage="t")
+    assert not isinstance(err.value, PartitionError)
+    assert marker.read_text().count("tried") == 1  # never run again
+    frames = "".join(traceback.format_exception(err.value))
+    assert "_buggy" in frames  # the traceback reaches the line that failed (in the worker too)
 
 
 def test_failed_partition_is_retried_once(tmp_path: Path) -> None:
