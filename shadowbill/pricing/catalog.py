@@ -31,6 +31,12 @@ from shadowbill.yaml_source import (
 
 # ------------------------------------------------------------------ value types ----
 
+# Every number a catalog holds (amounts in minor units, tier bounds, divisors, counts) is
+# at most 10^12: Stripe's own limits are far lower (an amount of 8 digits), and the bound
+# keeps every product of an amount and a quantity of the estate inside int64.
+MAX_CATALOG_NUMBER = 10**12
+MAX_DECIMAL_PLACES = 12  # Stripe's unit_amount_decimal takes at most 12 decimal places
+
 
 def _decimal_text(value: Any) -> Decimal:
     """Accept a decimal string or a YAML number (via its text, never float arithmetic)."""
@@ -49,6 +55,11 @@ def _decimal_text(value: Any) -> Decimal:
         raise ValueError(f"expected a finite decimal number, got {value!r}")
     if out < 0:
         raise ValueError(f"must not be negative, got {value!r}")
+    if out > MAX_CATALOG_NUMBER:
+        raise ValueError(f"must be at most {MAX_CATALOG_NUMBER:,} (10^12), got {value!r}")
+    exponent = out.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
+        raise ValueError(f"at most {MAX_DECIMAL_PLACES} decimal places, got {value!r}")
     return out
 
 
@@ -61,7 +72,8 @@ def _currency_code(value: Any) -> str:
 
 DecimalText = Annotated[Decimal, BeforeValidator(_decimal_text)]
 Currency = Annotated[str, BeforeValidator(_currency_code)]
-NonNegInt = Annotated[int, Field(ge=0, strict=True)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_CATALOG_NUMBER, strict=True)]
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_CATALOG_NUMBER, strict=True)]
 
 
 class Proration(StrEnum):
@@ -116,7 +128,7 @@ class Tier(_Strict):
 class TransformQuantity(_Strict):
     """Stripe's package pricing: bill ``quantity / divide_by`` rounded up or down."""
 
-    divide_by: Annotated[int, Field(gt=0, strict=True)]
+    divide_by: PositiveInt
     round: Literal["up", "down"]
 
 
@@ -124,7 +136,7 @@ class Recurring(_Strict):
     """How often a price bills, and whether per seat (licensed) or per use (metered)."""
 
     interval: Literal["day", "week", "month", "year"]
-    interval_count: Annotated[int, Field(ge=1, strict=True)] = 1
+    interval_count: PositiveInt = 1
     usage_type: Literal["licensed", "metered"] = "licensed"
     meter: str | None = None
 
@@ -181,7 +193,7 @@ class Coupon(_Strict):
     currency: Currency | None = None
     currency_options: dict[Currency, CouponCurrencyOption] = Field(default_factory=dict)
     duration: Literal["once", "repeating", "forever"] = "once"
-    duration_in_months: Annotated[int, Field(ge=1, strict=True)] | None = None
+    duration_in_months: PositiveInt | None = None
     applies_to: AppliesTo | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 

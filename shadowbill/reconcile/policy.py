@@ -95,4 +95,10 @@ def load_policy(path: Path | str | None) -> Policy:
     """Read a gate policy file; no file means the defaults (strict on unexplained)."""
     if path is None:
         return DEFAULT_POLICY
-    return validate(load_yaml(path, PolicyError), Policy, PolicyError)
+    doc = load_yaml(path, PolicyError)
+    if doc.empty:
+        raise PolicyError(
+            f"{doc.path}: the policy file is empty; give its keys, or write `{{}}` to mean "
+            "the defaults explicitly (or leave out --policy)"
+        )
+    return validate(doc, Policy, PolicyError)
