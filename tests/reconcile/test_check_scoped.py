@@ -33,7 +33,7 @@ def _config(folder: Path, old: str = "", new: str = "") -> Path:
     if old:
         text = (folder / "rollout.yaml").read_text()
         assert old in text
-        (folder / "rollout.yaml").write_text(text.replace(old, new))
+        (folder / "rollout.yaml").write_text(text.replace(old, new, 1))  # the first rule only
     return folder
 
 
