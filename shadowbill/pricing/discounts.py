@@ -27,7 +27,7 @@ from shadowbill.money import mul_div_round
 from shadowbill.pricing import explain_text as tx
 from shadowbill.pricing.catalog import Engine, Granularity
 from shadowbill.pricing.inputs import Discounts, PricingInputs
-from shadowbill.pricing.joins import cross_by_group, cumsum_by, rank_in_group, sum_by
+from shadowbill.pricing.joins import SumOverflow, cross_by_group, cumsum_by, rank_in_group, sum_by
 from shadowbill.pricing.lines import DISCOUNT, Coded, LinePart, empty_part
 from shadowbill.pricing.periods import Cadence, Periods, first_start_at_or_after, months_between
 
@@ -135,7 +135,10 @@ def discount_lines(
                 ok &= line_key[line] == target[pair]
             left, line, pair = left[ok], line[ok], pair[ok]
             remaining = net[line]
-            base = sum_by(left, remaining, len(sel))
+            try:
+                base = sum_by(left, remaining, len(sel))
+            except SumOverflow as exc:  # name the invoices, not the discounts
+                raise SumOverflow(inv[sel[exc.groups]]) from None
             pct = d.percent[disc[sel]]
             is_pct = pct >= 0
             line_pct = np.maximum(pct[left], 0)

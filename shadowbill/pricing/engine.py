@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from shadowbill.errors import PricingError
+from shadowbill.listing import first_few
 from shadowbill.pricing import explain_text as tx
 from shadowbill.pricing.catalog import Catalog
 from shadowbill.pricing.discounts import ChargeLines, discount_lines
@@ -25,7 +27,7 @@ from shadowbill.pricing.item_lines import (
     recurring_lines,
     usage_lines,
 )
-from shadowbill.pricing.joins import sum_by
+from shadowbill.pricing.joins import SumOverflow, checked_add, sum_by
 from shadowbill.pricing.lines import LinePart, lines_frame, stack
 from shadowbill.pricing.periods import Cadence, Periods, billing_periods, cadence, timestamp_us
 from shadowbill.pricing.tax import tax_lines
@@ -82,7 +84,10 @@ def price(
     canceled = np.where(excluded, inputs.subs.anchor, inputs.subs.canceled)
     periods = billing_periods(inputs.subs.anchor, steps, canceled, timestamp_us(start), end_us)
     n_inv = len(periods)
-    lines, subtotal, discount, tax, issued = _all_lines(inputs, catalog, steps, periods)
+    try:
+        lines, subtotal, discount, tax, issued = _all_lines(inputs, catalog, steps, periods)
+    except SumOverflow as exc:
+        raise _overflow_error(inputs, periods, exc.groups) from None
 
     # every line belongs to an issued invoice; number the issued ones 0..n-1
     keep = np.flatnonzero(issued)
@@ -132,11 +137,26 @@ def _all_lines(
     del order, inv, amount, item
     discounts, net = discount_lines(inputs, steps, periods, in_order, issued, engine)
     discount = -sum_by(discounts.inv, discounts.amount, n_inv)
-    taxes, tax = tax_lines(inputs, catalog, periods, issued, subtotal - discount, in_order.inv, net)
+    base = checked_add(subtotal, -discount)
+    taxes, tax = tax_lines(inputs, catalog, periods, issued, base, in_order.inv, net)
+    checked_add(base, tax)  # the total
     del in_order, net
     parts = [*charges, discounts, taxes]
     del charges, discounts, taxes
     return stack(parts, invoice_order=True), subtotal, discount, tax, issued
+
+
+def _overflow_error(inputs: PricingInputs, periods: Periods, invoices: np.ndarray) -> PricingError:
+    """The invoices whose subtotal, discount, tax or total leaves int64, named."""
+    subs = inputs.subs.frame["subscription_id"].to_numpy(dtype=object)
+    valid = invoices[(invoices >= 0) & (invoices < len(periods))]
+    starts = tx.timestamps_iso(periods.start[valid]).to_pylist()
+    named = [f"{subs[periods.sub[i]]}@{s}" for i, s in zip(valid, starts, strict=True)]
+    return PricingError(
+        f"the amounts of invoice(s) {first_few(named, 3)} add up to more than a 64-bit "
+        "integer of minor units holds (9,223,372,036,854,775,807); check their quantities "
+        "and prices"
+    )
 
 
 def _interval_errors(inputs: PricingInputs, bad: np.ndarray) -> pd.DataFrame:

@@ -32,10 +32,54 @@ def cross_by_group(
     return left, right
 
 
+class SumOverflow(ArithmeticError):
+    """A sum per group that does not fit in int64; ``groups`` are the groups concerned."""
+
+    def __init__(self, groups: IntArray) -> None:
+        super().__init__(f"{len(groups)} sum(s) outside int64")
+        self.groups = groups
+
+
+# Below this total magnitude no partial sum of a group can leave int64 (2^63), even with
+# the float64 rounding of the magnitude itself; above it the group is summed exactly.
+_SAFE_MAGNITUDE = float(2**62)
+_INT64 = np.iinfo(np.int64)
+
+
 def sum_by(groups: IntArray, values: IntArray, n_groups: int) -> IntArray:
-    """Exact int64 sum of ``values`` per group (no float weights)."""
+    """Exact int64 sum of ``values`` per group; raises SumOverflow rather than wrap around.
+
+    Checked vectorized: the float64 sum of magnitudes per group (``bincount``) bounds every
+    partial sum; only a group at or above 2^62 of magnitude is summed again exactly (in
+    Python integers) and refused if its sum leaves int64.
+    """
+    g = np.asarray(groups, dtype=np.int64)
+    v = np.asarray(values, dtype=np.int64)
     out = np.zeros(n_groups, dtype=np.int64)
-    np.add.at(out, np.asarray(groups, dtype=np.int64), np.asarray(values, dtype=np.int64))
+    np.add.at(out, g, v)
+    magnitude = np.bincount(g, weights=np.abs(v.astype(np.float64)), minlength=n_groups)
+    risky = np.flatnonzero(magnitude >= _SAFE_MAGNITUDE)
+    if len(risky):
+        exact = [sum(int(x) for x in v[g == group]) for group in risky]
+        bad = [int(group) for group, s in zip(risky, exact, strict=True) if not _fits(s)]
+        if bad:
+            raise SumOverflow(np.asarray(bad, dtype=np.int64))
+    return out
+
+
+def _fits(value: int) -> bool:
+    return int(_INT64.min) <= value <= int(_INT64.max)
+
+
+def checked_add(a: IntArray, b: IntArray) -> IntArray:
+    """``a + b`` element-wise in int64; raises SumOverflow (positions) rather than wrap."""
+    x = np.asarray(a, dtype=np.int64)
+    y = np.asarray(b, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        out = x + y
+    wrapped = ((x >= 0) == (y >= 0)) & ((out >= 0) != (x >= 0))
+    if wrapped.any():
+        raise SumOverflow(np.flatnonzero(wrapped).astype(np.int64))
     return out
 
 
