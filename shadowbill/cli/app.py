@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shadowbill.cli.errors import user_errors
+from shadowbill.cli.errors import InterruptibleGroup, user_errors
 from shadowbill.cli.migrate import migrate
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shadowbill")
 def main() -> None:
     """Shadow-bill a subscription billing migration: prove every invoice before cut-over."""

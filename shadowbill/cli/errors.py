@@ -32,6 +32,21 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+INTERRUPTED = 130  # the shell's convention for a command ended by Ctrl-C (128 + SIGINT)
+
+
+class InterruptibleGroup(click.Group):
+    """A command group whose commands exit 130 on Ctrl-C with one line (click says 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a KeyboardInterrupt becomes "interrupted" and exit status 130."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("shadowbill: interrupted", err=True)
+            ctx.exit(INTERRUPTED)
+
+
 def os_reason(exc: OSError) -> str:
     """What the system refused and on which file, e.g. "No space left on device: out/x.csv"."""
     what = exc.strerror or str(exc) or type(exc).__name__

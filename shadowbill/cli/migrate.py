@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from shadowbill.cli.errors import user_errors
+from shadowbill.cli.errors import InterruptibleGroup, user_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_HELP = "Ledger database URL (default: $SHADOWBILL_LEDGER_URL, else .shadowbill/ledger.db)."
@@ -108,7 +108,7 @@ def _console() -> Any:
     return console
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def migrate() -> None:
     """Run a phased migration: plan, gate, apply, verify, cut over or roll back batches."""
 

@@ -204,6 +204,13 @@ class StripeTarget:
                 f"{API_KEY_ENV} is not set: export the Stripe secret key "
                 "(sk_live_... or sk_test_...) before applying to Stripe"
             )
+        if "\n" in key or "\r" in key:
+            raise MissingApiKeyError(
+                f"{API_KEY_ENV} contains a newline; set the key alone (a key read from a file "
+                "or pasted with its line end carries one)"
+            )
+        if key != key.strip() or any(c.isspace() for c in key):
+            raise MissingApiKeyError(f"{API_KEY_ENV} contains whitespace; set the key alone")
         if concurrency < 1:
             raise TargetError(f"concurrency must be at least 1, got {concurrency}")
         self._secret = key

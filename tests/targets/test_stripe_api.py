@@ -338,3 +338,14 @@ def test_a_failing_on_created_stops_the_apply(
     again = target.apply(ops)
     assert again.ok
     assert again.created["customer:c"] == seen[0]  # same Idempotency-Key, same customer
+
+
+@pytest.mark.parametrize("key", ["sk_test_abc123456789\n", "sk_test_abc\r\n", "sk_test_a\nb"])
+def test_a_newline_in_the_key_is_named_not_a_connection_failure(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv(API_KEY_ENV, key)
+    with pytest.raises(MissingApiKeyError) as info:
+        StripeTarget(base_url="http://127.0.0.1:9")
+    message = str(info.value)
+    assert message.startswith(f"{API_KEY_ENV} contains a newline") and "sk_test" not in message
