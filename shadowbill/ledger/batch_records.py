@@ -256,3 +256,22 @@ class BatchRecords(LedgerConnection):
                     )
                 ],
             )
+
+    def record_watch(self, batch_id: str, detail: Mapping[str, Any]) -> None:
+        """Record one run of comparison D (``migrate watch``) on a cut-over batch; one audit row."""
+        detail_json = safe_json(dict(detail), "the watch detail")
+        now = _now()
+        with self._write() as conn:
+            row = self._batch_row(conn, batch_id, lock=False)
+            if row.status != states.CUT_OVER:
+                raise TransitionError(
+                    f"batch {batch_id} is {row.status}: only a cut-over batch is watched"
+                )
+            conn.execute(
+                audit_log.insert(),
+                [
+                    self._audit_row(
+                        now, "watch", batch_id, None, row.status, row.status, detail_json, None
+                    )
+                ],
+            )

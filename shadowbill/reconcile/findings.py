@@ -3,6 +3,7 @@
 Comparison A: actual legacy invoices (actual) vs the legacy catalog recomputed (expected).
 Comparison B: legacy recomputed (expected) vs the new model (actual).
 Comparison C: the new model (expected) vs the target platform's previews (actual).
+Comparison D: the new model (expected) vs the target's issued invoices after the cut-over (actual).
 ``delta = actual - expected`` in minor units of ``currency``.
 """
 
@@ -24,6 +25,7 @@ class Comparison(StrEnum):
     A = "A"  # legacy drift
     B = "B"  # migration impact
     C = "C"  # cut-over verification
+    D = "D"  # actual after cut-over: the target's issued invoices
 
 
 class Cause(StrEnum):
@@ -43,6 +45,10 @@ class Cause(StrEnum):
     EXTRA_LINE = "extra_line"
     UNMAPPED = "unmapped"
     UNEXPLAINED = "unexplained"
+    # the hand-over between the two engines (comparison D)
+    HANDOVER_GAP = "handover_gap"
+    HANDOVER_OVERLAP = "handover_overlap"
+    BILLED_TWICE = "billed_twice"
 
 
 class Severity(StrEnum):
