@@ -172,54 +172,121 @@ def write_results(
     return written
 
 
-def _diff_table(path: Path | None, frame: pd.DataFrame | None) -> pa.Table:
+_KEYS = ["finding_id", "delta", "comparison", "level", "cause", "currency"]
+
+
+@dataclass(frozen=True)
+class FindingsDiff:
+    """This run's findings against the baseline's, by stable id.
+
+    ``changes`` holds the new, resolved and changed findings (``DIFF_COLUMNS``, from this
+    run or, when resolved, from the baseline; ``status``; ``baseline_delta``); unchanged
+    ones are only counted. ``net`` is comparison B per invoice, net of tax, summed per
+    currency: (baseline, this run).
+    """
+
+    changes: pd.DataFrame
+    unchanged: int
+    net: dict[str, tuple[int, int]]
+
+    def counts(self) -> dict[str, int]:
+        """How many findings are new, resolved, changed and unchanged."""
+        found = self.changes["status"].value_counts()
+        return {**{s: int(found.get(s, 0)) for s in STATUSES[:3]}, "unchanged": self.unchanged}
+
+    def ids(self, *statuses: str) -> pd.Series:
+        """The finding ids of these statuses."""
+        return self.changes.loc[self.changes["status"].isin(statuses), "finding_id"]
+
+
+def _read_keys(path: Path | None, frame: pd.DataFrame | None) -> pa.Table:
     if path is not None:
-        return pq.read_table(path, columns=DIFF_COLUMNS)
+        return pq.read_table(path, columns=_KEYS)
     assert frame is not None
-    return pa.Table.from_pandas(frame[DIFF_COLUMNS], preserve_index=False)
+    return pa.Table.from_pandas(frame[_KEYS], preserve_index=False)
+
+
+def _net_b(table: pa.Table) -> dict[str, int]:
+    keep = pc.and_(
+        pc.and_(pc.equal(table["comparison"], "B"), pc.equal(table["level"], "invoice")),
+        pc.not_equal(table["cause"], "tax"),
+    )
+    sums = (
+        table.filter(pc.fill_null(keep, False)).group_by("currency").aggregate([("delta", "sum")])
+    )
+    return {str(r["currency"] or ""): int(r["delta_sum"] or 0) for r in sums.to_pylist()}
+
+
+def _rows(path: Path | None, frame: pd.DataFrame | None, ids: pa.Array) -> pd.DataFrame:
+    if path is not None:
+        table = pq.read_table(
+            path, columns=DIFF_COLUMNS, filters=pc.is_in(pc.field("finding_id"), value_set=ids)
+        )
+        return table.to_pandas(
+            types_mapper=lambda t: pd.StringDtype() if pa.types.is_string(t) else None
+        )
+    assert frame is not None
+    return frame.loc[frame["finding_id"].isin(ids.to_pylist()), DIFF_COLUMNS]
 
 
 def compare_findings(
     head_file: Path | None, baseline_file: Path, *, head: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Every finding of either run with its status against the baseline.
-
-    Columns: the finding's (``DIFF_COLUMNS``, from this run, or from the baseline for a
-    resolved one), ``status`` (new, resolved, changed, unchanged) and ``baseline_delta``.
-    Joined in Arrow on the stable finding id.
-    """
-    now = _diff_table(head_file, head)
-    before = _diff_table(baseline_file, None)
-    joined = now.join(
-        before.select(["finding_id", "delta"]).rename_columns(["finding_id", "baseline_delta"]),
-        keys="finding_id",
-        join_type="left outer",
+) -> FindingsDiff:
+    """Every finding of either run with its status against the baseline, joined in Arrow."""
+    now = _read_keys(head_file, head)
+    before = _read_keys(baseline_file, None)
+    joined = (
+        now.select(["finding_id", "delta"])
+        .append_column("_now", pa.array(np.ones(now.num_rows, bool)))
+        .join(
+            before.select(["finding_id", "delta"])
+            .rename_columns(["finding_id", "baseline_delta"])
+            .append_column("_before", pa.array(np.ones(before.num_rows, bool))),
+            keys="finding_id",
+            join_type="full outer",
+        )
     )
-    gone = before.filter(pc.invert(pc.is_in(before["finding_id"], value_set=now["finding_id"])))
-    frame = joined.to_pandas()
-    old = gone.to_pandas().assign(baseline_delta=lambda f: f["delta"])
-    old["delta"] = pd.array([pd.NA] * len(old), dtype="Int64")
-    in_base = frame["baseline_delta"].notna().to_numpy(dtype=bool)
-    same = (frame["delta"].fillna(0) == frame["baseline_delta"].fillna(0)).to_numpy(dtype=bool)
-    status = np.where(~in_base, "new", np.where(same, "unchanged", "changed"))
-    frame["status"] = pd.array(status, dtype="string")
-    old["status"] = pd.array(["resolved"] * len(old), dtype="string")
-    out = pd.concat([frame, old], ignore_index=True)
-    out["delta"] = out["delta"].astype("Int64")
-    out["baseline_delta"] = out["baseline_delta"].astype("Int64")
-    return out
-
-
-def status_counts(diff: pd.DataFrame) -> dict[str, int]:
-    """How many findings are new, resolved, changed and unchanged."""
-    counts = diff["status"].value_counts()
-    return {s: int(counts.get(s, 0)) for s in STATUSES}
+    in_now = pc.fill_null(joined["_now"], False)
+    in_before = pc.fill_null(joined["_before"], False)
+    same = pc.fill_null(pc.equal(joined["delta"], joined["baseline_delta"]), False)
+    unchanged = pc.and_(pc.and_(in_now, in_before), same)
+    moved = joined.filter(pc.invert(unchanged))
+    status = pc.if_else(
+        pc.fill_null(moved["_now"], False),
+        pc.if_else(pc.fill_null(moved["_before"], False), "changed", "new"),
+        "resolved",
+    )
+    keyed = pd.DataFrame(
+        {
+            "finding_id": moved["finding_id"].to_pandas(),
+            "status": pd.array(status.to_pylist(), dtype="string"),
+            "baseline_delta": pd.array(moved["baseline_delta"].to_pylist(), dtype="Int64"),
+        }
+    )
+    mine = keyed[keyed["status"] != "resolved"]
+    gone = keyed[keyed["status"] == "resolved"]
+    rows_now = _rows(head_file, head, pa.array(mine["finding_id"].tolist(), type=pa.string()))
+    rows_before = _rows(
+        baseline_file, None, pa.array(gone["finding_id"].tolist(), type=pa.string())
+    )
+    rows_before["delta"] = pd.array([pd.NA] * len(rows_before), dtype="Int64")
+    changes = pd.concat(
+        [rows_now.merge(mine, on="finding_id"), rows_before.merge(gone, on="finding_id")],
+        ignore_index=True,
+    )
+    changes["delta"] = changes["delta"].astype("Int64")
+    changes["baseline_delta"] = changes["baseline_delta"].astype("Int64")
+    before_net, now_net = _net_b(before), _net_b(now)
+    net = {
+        c: (before_net.get(c, 0), now_net.get(c, 0)) for c in sorted(set(before_net) | set(now_net))
+    }
+    return FindingsDiff(changes, int(pc.sum(unchanged.cast(pa.int64())).as_py() or 0), net)
 
 
 def gate_on_new(
     policy: Policy,
     result: ReconciliationResult,
-    diff: pd.DataFrame,
+    diff: FindingsDiff,
     baseline: Baseline,
 ) -> GateVerdict:
     """The gate over what this run adds to the baseline (``gate_on: new``).
@@ -228,7 +295,7 @@ def gate_on_new(
     had them mapped; rising customers only when they were not already rising (when the
     baseline recorded its customers and unmapped subscriptions).
     """
-    fresh = diff.loc[diff["status"].isin(["new", "changed"]), "finding_id"]
+    fresh = diff.ids("new", "changed")
     findings = result.findings[result.findings["finding_id"].isin(fresh)]
     unmapped = result.exceptions.get("unmapped")
     if unmapped is None:

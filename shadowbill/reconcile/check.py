@@ -13,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pandas as pd
-
 from shadowbill.errors import InputError
 from shadowbill.pricing.catalog import load_catalog
-from shadowbill.reconcile.baseline import Baseline, compare_findings, gate_on_new, load_baseline
+from shadowbill.reconcile.baseline import (
+    Baseline,
+    FindingsDiff,
+    compare_findings,
+    gate_on_new,
+    load_baseline,
+)
 from shadowbill.reconcile.config_diff import ConfigChange, diff_config
 from shadowbill.reconcile.policy import Policy, load_policy
 from shadowbill.reconcile.result import ReconciliationResult
@@ -76,7 +80,7 @@ class CheckOutcome:
 
     result: ReconciliationResult
     change: ConfigChange | None = None
-    diff: pd.DataFrame | None = None  # every finding with its status against the baseline
+    diff: FindingsDiff | None = None  # the findings against the baseline
     baseline: Baseline | None = None
     scope: Scope | None = None  # set when the run was scoped
     full_reason: str = ""  # why the whole phase was reconciled although a base was given

@@ -38,9 +38,8 @@ from shadowbill.reconcile.gate import evaluate_gate, gate_relevant
 from shadowbill.reconcile.phase_part import PhasePart, Window, plan_bounds, reconcile_part
 from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import MONTHLY_COLUMNS, ReconciliationResult
-from shadowbill.snapshot.buckets import subscriptions_only
-from shadowbill.snapshot.io import read_quarantine, read_snapshot
-from shadowbill.snapshot.partitions import bucket_of
+from shadowbill.snapshot.io import read_customers, read_quarantine, read_snapshot
+from shadowbill.snapshot.partitions import BUCKETS, bucket_of
 from shadowbill.snapshot.tables import Snapshot
 from shadowbill.translate.cohort import product_of, select_cohort
 from shadowbill.translate.phase_mapping import PhaseMapping, map_phase
@@ -204,24 +203,6 @@ def find_scope(
     return Scope(tuple(customers), n), estate
 
 
-def _customers_rows(snapshot_dir: Path, customers: pd.Index) -> Snapshot:
-    """Every snapshot row of these customers, reading only the buckets that hold them."""
-    buckets = sorted({int(b) for b in bucket_of(pd.Series(customers, dtype="string"))})
-    read = read_snapshot(snapshot_dir, buckets=buckets)
-    subs = read["subscriptions"]
-    mine = subs.loc[subs["customer_id"].isin(customers), "subscription_id"]
-    cut = subscriptions_only(read, mine)
-    people = read["customers"]
-    return Snapshot(
-        {
-            **cut.tables,
-            "customers": people[people["customer_id"].isin(customers)].reset_index(drop=True),
-        },
-        read.quarantine,
-        read.manifest,
-    )
-
-
 def _group(table: pa.Table) -> pa.Array:
     a = pc.equal(table["comparison"], "A")
     per_customer = pc.equal(table["level"], "customer")
@@ -240,6 +221,9 @@ def _merge_findings(
         with pa.OSFile(str(spill_file), "rb") as source:
             fresh = pa.ipc.open_file(source).read_all()
     fresh_buckets = bucket_of(fresh["customer_id"].to_pandas().astype("string"))
+    by_fresh = np.argsort(fresh_buckets, kind="stable")
+    fresh, fresh_buckets = fresh.take(pa.array(by_fresh)), fresh_buckets[by_fresh]
+    bounds = np.searchsorted(fresh_buckets, np.arange(BUCKETS + 1), side="left")
     touched = set(int(b) for b in bucket_of(pd.Series(customers, dtype="string")))
     ids = pa.array(list(customers), type=pa.string())
     baseline = pq.ParquetFile(str(baseline_file))
@@ -253,7 +237,7 @@ def _merge_findings(
             group = group.filter(pc.invert(pc.is_in(group["customer_id"], value_set=ids)))
         by_bucket[b] = group
     for b in sorted(touched):
-        rows = fresh.take(pa.array(np.flatnonzero(fresh_buckets == b)))
+        rows = fresh.slice(int(bounds[b]), int(bounds[b + 1] - bounds[b]))
         whole = pa.concat_tables([by_bucket[b], rows]) if b in by_bucket else rows
         keyed = whole.append_column("_group", _group(whole))
         order = pc.sort_indices(keyed, sort_keys=[(k, "ascending", "at_end") for k in _ORDER])
@@ -346,7 +330,7 @@ def scoped_reconcile(
             ),
             scope,
         )
-    subset = _customers_rows(snapshot_dir, customers)
+    subset = read_customers(snapshot_dir, customers)
     head_plan = translate(subset, head, phase, as_of=window.as_of)
     base_plan = translate(subset, base, phase, as_of=window.as_of)
     head_bounds, base_bounds = plan_bounds(head_plan, subset), plan_bounds(base_plan, subset)

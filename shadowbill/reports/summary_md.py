@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from shadowbill.errors import ReportError
-from shadowbill.reconcile.baseline import STATUSES, status_counts
+from shadowbill.reconcile.baseline import STATUSES, FindingsDiff
 from shadowbill.reconcile.check import CheckOutcome
 
 MAX_CHARS = 20_000  # GitHub's comment limit is 65,536
@@ -75,15 +75,15 @@ def _verdict(outcome: CheckOutcome) -> list[str]:
     return [*lines, "", *_table(["check", "result", "limit", "value", "detail"], rows)]
 
 
-def _by_cause(diff: pd.DataFrame) -> list[str]:
-    counts = status_counts(diff)
+def _by_cause(diff: FindingsDiff) -> list[str]:
+    counts = diff.counts()
     lines = [
         "### Findings against the baseline",
         "",
         ", ".join(f"{counts[s]:,} {s}" for s in STATUSES) + ".",
         "",
     ]
-    moved = diff[diff["status"].isin(["new", "resolved", "changed"])]
+    moved = diff.changes
     if moved.empty:
         return [*lines, "No finding is new, resolved or changed."]
     keys = moved[["comparison", "cause", "status"]].astype("string").fillna("")
@@ -117,16 +117,9 @@ def _money_moved(outcome: CheckOutcome) -> list[str]:
     """Comparison B per invoice, cause by cause except tax: the change in what customers pay."""
     lines = ["### Money moved per currency (net of tax)", ""]
     if outcome.diff is not None:
-        b = _net_b(outcome.diff)
-        now, before = _sums(b, "delta"), _sums(b, "baseline_delta")
         rows = [
-            [
-                md_text(cur.upper()),
-                _money(before.get(cur, 0), cur),
-                _money(now.get(cur, 0), cur),
-                _money(now.get(cur, 0) - before.get(cur, 0), cur),
-            ]
-            for cur in sorted(set(now) | set(before))
+            [md_text(cur.upper()), _money(before, cur), _money(now, cur), _money(now - before, cur)]
+            for cur, (before, now) in outcome.diff.net.items()
         ]
         header = ["currency", "baseline", "this change", "moved"]
     else:
@@ -142,9 +135,9 @@ def _money_moved(outcome: CheckOutcome) -> list[str]:
 
 
 def _largest(outcome: CheckOutcome) -> list[str]:
-    d = outcome.diff
-    if d is None:
+    if outcome.diff is None:
         return []
+    d = outcome.diff.changes
     new = d[d["status"] == "new"]
     lines = [f"### The {TOP_FINDINGS} largest new findings", ""]
     if new.empty:

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowbill import __version__
@@ -36,7 +37,12 @@ from shadowbill.snapshot.buckets import (
     row_buckets,
     snapshot_partition,
 )
-from shadowbill.snapshot.partitions import BUCKETS, buckets_of_partition, check_partitions
+from shadowbill.snapshot.partitions import (
+    BUCKETS,
+    bucket_of,
+    buckets_of_partition,
+    check_partitions,
+)
 from shadowbill.snapshot.tables import (
     QUARANTINE,
     TABLES,
@@ -452,6 +458,24 @@ def _read_files(
     Each file is hashed from the same bytes it is parsed from; a schema that is not the
     pinned one is refused.
     """
+    return _as_frame(_read_arrow(snapshot_dir, files, table, columns, verify=verify), table)
+
+
+def _as_frame(data: pa.Table, table: Table) -> pd.DataFrame:
+    """An Arrow table of a snapshot table as a frame in the in-memory dtypes."""
+    frame = data.to_pandas(types_mapper=_in_memory_type)
+    return frame.astype({c: pandas_dtype(table.column(c).type) for c in data.column_names})
+
+
+def _read_arrow(
+    snapshot_dir: Path,
+    files: Sequence[tuple[str, str]],
+    table: Table,
+    columns: Sequence[str] | None = None,
+    *,
+    verify: bool = True,
+) -> pa.Table:
+    """Some Parquet files of one table, concatenated in order, as Arrow (hashes checked)."""
     names = list(columns) if columns is not None else table.column_names
     unknown = [c for c in names if c not in table.column_names]
     if unknown:
@@ -470,9 +494,43 @@ def _read_files(
             raise SnapshotError(f"{path}: schema differs from the canonical {table.name} table")
         parts.append(parquet.read(columns=names))
     schema = pa.schema([table.arrow_schema.field(c) for c in names])
-    data = pa.concat_tables(parts) if parts else schema.empty_table()
-    frame = data.to_pandas(types_mapper=_in_memory_type)
-    return frame.astype({c: pandas_dtype(table.column(c).type) for c in names})
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+# How read_customers finds a table's rows: by the column naming their owner (default
+# subscription_id), and which ids a table hands on to the tables it owns.
+_OWNER_KEY: Final = {
+    "customers": "customer_id",
+    "subscriptions": "customer_id",
+    "invoice_lines": "invoice_id",
+}
+_OWNS: Final = {"subscriptions": "subscription_id", "invoices": "invoice_id"}
+
+
+def read_customers(snapshot_dir: Path, customer_ids: Collection[str]) -> Snapshot:
+    """Every row of these customers (shared tables and the quarantine whole), hashes checked.
+
+    Only the buckets holding them are read, and only their rows become frames: a few
+    customers of a large estate cost a fraction of reading it.
+    """
+    snapshot_dir = Path(snapshot_dir)
+    manifest = read_manifest(snapshot_dir)
+    ids = pa.array(sorted({str(c) for c in customer_ids}), type=pa.string())
+    wanted = None
+    if _is_bucketed(manifest):
+        wanted = {int(b) for b in bucket_of(pd.Series(ids.to_pylist(), dtype="string"))}
+    keys: dict[str, pa.Array] = {"customer_id": ids}
+    tables = {}
+    for name, table in TABLES.items():  # owners come before the rows they own
+        data = _read_arrow(snapshot_dir, _table_files(manifest, name, wanted), table)
+        if name not in SHARED_TABLES:
+            key = _OWNER_KEY.get(name, "subscription_id")
+            data = data.filter(pc.is_in(data[key], value_set=keys[key]))
+            if name in _OWNS:
+                keys[_OWNS[name]] = data[_OWNS[name]].combine_chunks()
+        tables[name] = _as_frame(data, table)
+    quarantine = _read_files(snapshot_dir, [_quarantine_file(manifest)], QUARANTINE)
+    return Snapshot(tables, quarantine, manifest)
 
 
 def _in_memory_type(arrow_type: pa.DataType) -> Any:
@@ -502,7 +560,6 @@ def read_snapshot(
     partition: int | None = None,
     partitions: int = 1,
     skip: Collection[str] = (),
-    buckets: Collection[int] | None = None,
 ) -> Snapshot:
     """Read a snapshot folder, or one partition of it, checking the sha256 of every file read.
 
@@ -511,19 +568,15 @@ def read_snapshot(
     quarantine; only those files are read. Rows come in bucket order, then key order.
     A single-file snapshot is read whole and then cut to the partition. Tables named in
     ``skip`` are not read and come back empty (for passes that never look at them).
-    ``buckets`` reads only these customer buckets instead of a partition (a single-file
-    snapshot comes back whole: the caller cuts it to the customers it wants).
     """
     snapshot_dir = Path(snapshot_dir)
     unknown = sorted(set(skip) - set(TABLES))
     if unknown:
         raise InputError(f"no snapshot table named {', '.join(unknown)}")
     manifest = read_manifest(snapshot_dir)
-    wanted = _wanted_buckets(partition, partitions) if buckets is None else set(buckets)
+    wanted = _wanted_buckets(partition, partitions)
     if not _is_bucketed(manifest) and wanted is not None:
         whole = read_snapshot(snapshot_dir, skip=skip)
-        if buckets is not None:
-            return whole
         assert partition is not None
         return snapshot_partition(whole, partition, partitions)
     tables = {

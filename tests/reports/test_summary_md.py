@@ -72,8 +72,9 @@ def test_findings_are_new_resolved_changed_or_unchanged_by_id(tmp_path: Path) ->
     after = pd.concat([before.iloc[:1], before.iloc[1:2].assign(delta=999), _findings(2, "n")])
     diff = _outcome(tmp_path, before, after).diff
     assert diff is not None
-    counts = diff["status"].value_counts().to_dict()
-    assert counts == {"new": 2, "resolved": 1, "changed": 1, "unchanged": 1}
+    assert diff.counts() == {"new": 2, "resolved": 1, "changed": 1, "unchanged": 1}
+    changed = diff.changes[diff.changes["status"] == "changed"].iloc[0]
+    assert (changed["delta"], changed["baseline_delta"]) == (999, 100)
 
 
 def test_counts_in_the_summary_match_the_findings(tmp_path: Path) -> None:
