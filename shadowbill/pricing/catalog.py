@@ -91,6 +91,30 @@ class Granularity(StrEnum):
     PER_INVOICE = "per_invoice"
 
 
+class BillingMode(StrEnum):
+    """Stripe's ``billing_mode``: how prorations and mid-period changes are computed.
+
+    ``flexible`` is the default of new subscriptions from API version 2025-09-30.clover
+    (docs.stripe.com/billing/subscriptions/billing-mode); ``classic`` is the older one.
+    """
+
+    CLASSIC = "classic"
+    FLEXIBLE = "flexible"
+
+
+class TaxMode(StrEnum):
+    """Where a catalog's tax comes from.
+
+    ``computed``: the catalog's tax rates (Stripe's manual tax rates); ``external``: an
+    outside engine (Avalara, Stripe Tax) whose tax is taken as issued, so comparisons
+    weigh amounts before tax and report tax apart (cause ``tax_external``); ``none``: no tax.
+    """
+
+    COMPUTED = "computed"
+    EXTERNAL = "external"
+    NONE = "none"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -269,6 +293,8 @@ class CatalogShape(_Strict):
     description: str | None = None
     currency: Currency
     engine: Engine = Field(default_factory=Engine)
+    billing_mode: BillingMode = BillingMode.FLEXIBLE
+    tax_mode: TaxMode = TaxMode.COMPUTED
     products: list[Product] = Field(default_factory=list)
     prices: list[Price] = Field(default_factory=list)
     coupons: list[Coupon] = Field(default_factory=list)

@@ -36,6 +36,10 @@ What the adapter adds or maps:
   ``items[].price`` -> plan. A future ``billing_cycle_anchor`` with
   ``proration_behavior=none`` (or a ``trial_end``) starts localstripe's billing period at
   that date (its ``backdate_start_date``) without an invoice now; see "Differences".
+  A ``backdate_start_date`` (it must be in the past) beside such an anchor is checked and
+  returned as the subscription's ``start_date``, as Stripe does for a backdated
+  subscription. ``billing_mode`` (default ``flexible``) and ``automatic_tax`` are kept
+  and echoed.
 - ``discounts: [{coupon}]`` (and the older ``coupon``) are checked and echoed on the
   subscription; item-level ``items[].discounts`` are accepted and ignored. localstripe
   applies no coupon to any invoice: previews carry no discount.
@@ -71,7 +75,9 @@ Differences from Stripe that remain (previews from this server are NOT Stripe's)
   invoice repeats the current period instead of the next one;
 - subscription schedules never move to a later phase; a schedule starting in the future
   gets its subscription at once;
-- searches are immediately consistent (Stripe's are not).
+- searches are immediately consistent (Stripe's are not);
+- ``automatic_tax`` computes no tax (Stripe Tax would, from the customer's address);
+  ``billing_mode`` changes nothing localstripe bills (it prorates nothing).
 """
 
 from __future__ import annotations

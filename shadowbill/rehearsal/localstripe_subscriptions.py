@@ -13,6 +13,7 @@ from shadowbill.rehearsal.localstripe_catalog import CatalogRoutes
 from shadowbill.rehearsal.localstripe_wire import (
     AdapterError,
     Handler,
+    _bool,
     _check_known,
     _int,
     _matches,
@@ -21,6 +22,24 @@ from shadowbill.rehearsal.localstripe_wire import (
     _unsupported,
     parse_search,
 )
+
+
+def _billing_mode(value: Any) -> dict[str, Any]:
+    """The subscription's ``billing_mode`` as Stripe returns it (default: flexible, as from
+    API 2025-09-30.clover). localstripe computes no proration, so the mode changes no amount
+    it bills; it is kept and echoed."""
+    mode = dict(value) if isinstance(value, dict) else {}
+    kind = str(mode.get("type", "flexible"))
+    if kind not in ("classic", "flexible"):
+        raise AdapterError(400, f"Invalid billing_mode[type]: {kind}", "parameter_invalid")
+    return {"type": kind}
+
+
+def _automatic_tax(value: Any) -> dict[str, Any]:
+    """``automatic_tax`` as Stripe returns it; localstripe computes no automatic tax, so an
+    enabled one is echoed and its previews carry no tax for it."""
+    enabled = _bool(value.get("enabled")) if isinstance(value, dict) else False
+    return {"enabled": enabled, "liability": {"type": "self"} if enabled else None}
 
 
 class SubscriptionRoutes(CatalogRoutes):
@@ -45,6 +64,8 @@ class SubscriptionRoutes(CatalogRoutes):
             "description",
             "off_session",
             "cancel_at_period_end",
+            "billing_mode",
+            "automatic_tax",
         }
     )
 
@@ -67,8 +88,12 @@ class SubscriptionRoutes(CatalogRoutes):
                 "days_until_due": x.get("days_until_due"),
                 "schedule": x.get("schedule"),
                 "billing_cycle_anchor": x.get("billing_cycle_anchor", out.get("start_date")),
+                "billing_mode": x.get("billing_mode") or _billing_mode(None),
+                "automatic_tax": x.get("automatic_tax") or _automatic_tax(None),
             }
         )
+        if x.get("backdate_start_date") is not None:
+            out["start_date"] = x["backdate_start_date"]
         return out
 
     def _sub(self, sub_id: str) -> Any:
@@ -137,6 +162,16 @@ class SubscriptionRoutes(CatalogRoutes):
         anchor = p.get("billing_cycle_anchor")
         trial_end = p.get("trial_end")
         now = int(time.time())
+        backdate = p.get("backdate_start_date")
+        if backdate is not None:
+            backdate = _int(backdate, "backdate_start_date")
+            if backdate >= now:
+                raise AdapterError(
+                    400,
+                    "backdate_start_date must be in the past.",
+                    "parameter_invalid",
+                    "backdate_start_date",
+                )
         if anchor is not None:
             anchor = _int(anchor, "billing_cycle_anchor")
             if anchor <= now:
@@ -166,10 +201,8 @@ class SubscriptionRoutes(CatalogRoutes):
             # invoice nothing now (Stripe bills nothing before the anchor with proration none).
             kwargs.update(backdate_start_date=anchor, trial_end=anchor)
         else:
-            if p.get("backdate_start_date") is not None:
-                kwargs["backdate_start_date"] = _int(
-                    p["backdate_start_date"], "backdate_start_date"
-                )
+            if backdate is not None:
+                kwargs["backdate_start_date"] = backdate
             kwargs["trial_period_days"] = 0  # no invoice until every item is on it (below)
             if (
                 collection == "charge_automatically"
@@ -222,6 +255,9 @@ class SubscriptionRoutes(CatalogRoutes):
             "metered_items": metered,
             "schedule": schedule,
             "billing_cycle_anchor": anchor,
+            "backdate_start_date": backdate,
+            "billing_mode": _billing_mode(p.get("billing_mode")),
+            "automatic_tax": _automatic_tax(p.get("automatic_tax")),
         }
         return sub
 
@@ -279,6 +315,7 @@ class SubscriptionRoutes(CatalogRoutes):
                 "metadata",
                 "default_settings",
                 "from_subscription",
+                "billing_mode",
             },
             "POST /v1/subscription_schedules",
         )
@@ -296,10 +333,18 @@ class SubscriptionRoutes(CatalogRoutes):
             "items": first.get("items") or [],
             "metadata": first.get("metadata") or {},
         }
-        for name in ("default_tax_rates", "discounts", "collection_method", "currency"):
+        for name in (
+            "default_tax_rates",
+            "discounts",
+            "collection_method",
+            "currency",
+            "automatic_tax",
+        ):
             value = first.get(name, settings.get(name))
             if value:
                 sub_params[name] = value
+        if p.get("billing_mode"):
+            sub_params["billing_mode"] = p["billing_mode"]
         start = p.get("start_date", "now")
         if str(start) != "now" and _int(start, "start_date") > int(time.time()):
             sub_params["trial_end"] = _int(start, "start_date")

@@ -37,6 +37,9 @@ KIND_ORDER: Final[tuple[ObjectKind, ...]] = (
     "subscription",
     "subscription_schedule",
 )
+# The ledger kind of an existing customer a batch hangs its subscriptions on: never
+# created by the batch, so never removed by its rollback.
+ATTACHED_CUSTOMER: Final = "customer_attached"
 _REF: Final = re.compile(r"^\{\{ref:(?P<key>[^}]+)\}\}$")
 
 
@@ -70,7 +73,9 @@ class Operation:
       a value ``ref(other_key)`` stands for the id ``other_key`` created.
     - ``lookup``: how to find the object if it already exists, so nothing is duplicated:
       ``{"lookup_key": ...}`` for prices, ``{"id": ...}`` for objects created with a
-      chosen id (products, coupons), else ``{"metadata.shadowbill_key": key}``.
+      chosen id (products, coupons), ``{"attach": "cus_..."}`` for a customer that exists
+      already (attached, never created: see :mod:`.customer_links`), else
+      ``{"metadata.shadowbill_key": key}``.
     - ``subscription_id`` / ``customer_id``: the legacy ids the operation belongs to
       (None for shared catalog objects).
     """
@@ -102,3 +107,17 @@ class Operation:
             "customer_id": self.customer_id,
             "idempotency_key": self.idempotency_key,
         }
+
+
+def attached_customer_id(op: Operation) -> str | None:
+    """The existing Stripe customer a customer operation attaches to (None: it creates one)."""
+    if op.kind == "customer":
+        value = op.lookup.get("attach")
+        if value:
+            return str(value)
+    return None
+
+
+def recorded_kind(op: Operation) -> str:
+    """The kind the ledger records for the object of ``op`` (attached customers apart)."""
+    return ATTACHED_CUSTOMER if attached_customer_id(op) is not None else op.kind

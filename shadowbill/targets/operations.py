@@ -68,22 +68,34 @@ explains the difference. When no excess is projected no coupon is made; the dire
 kept in the subscription's metadata ``shadowbill_price_protection`` either way. Real usage
 above the projection is not capped on Stripe.
 
-Tax. The target catalog's tax rate for the customer's country becomes the
-subscription's ``default_tax_rates`` unless the customer is tax exempt
-(``tax_exempt = exempt`` on the customer).
+Tax, per the target catalog's ``tax_mode``: ``computed``: the catalog's tax rate for the
+customer's country becomes the subscription's ``default_tax_rates`` unless the customer is
+tax exempt (``tax_exempt = exempt`` on the customer); ``external`` (Stripe Tax or an
+outside engine's connector): ``automatic_tax[enabled] = true`` and never a manual rate,
+with the customer's address (``line1``, ``city``, ``postal_code``, ``state``, ``country``
+from the canonical customer columns); ``none``: no tax rate at all.
+
+Customers. A legacy customer ``links`` names (an existing Stripe customer, see
+:mod:`shadowbill.targets.customer_links`) is attached, never created: its operation has
+``lookup = {"attach": "cus_..."}`` and the subscription is created on it. Every other
+customer is created.
+
+Settings per subscription: ``collection_method`` (and ``days_until_due`` for
+``send_invoice``, :mod:`shadowbill.targets.collection_terms`) and ``billing_mode`` (the
+target catalog's, explicit, since Stripe's default changed with API 2025-09-30.clover).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from shadowbill.errors import OperationsError
-from shadowbill.pricing.catalog import Catalog
+from shadowbill.pricing.catalog import Catalog, TaxMode
 from shadowbill.pricing.periods import (
     OPEN,
 )
@@ -106,6 +118,7 @@ from shadowbill.targets.catalog_ops import (
     refs_in,
     tax_rate_key,
 )
+from shadowbill.targets.collection_terms import subscription_terms
 from shadowbill.targets.cutover_facts import (
     FACT_COLUMNS,
     _seconds,
@@ -141,9 +154,26 @@ __all__ = [
 ]
 
 
+ADDRESS_FIELDS: Final[dict[str, str]] = {
+    "line1": "address_line1",
+    "city": "address_city",
+    "postal_code": "address_postal_code",
+    "state": "address_state",
+}
+
+
+def _address(r: dict[str, Any]) -> dict[str, str]:
+    """Stripe's customer ``address`` from the canonical columns the row has."""
+    out = {k: str(r[c]) for k, c in ADDRESS_FIELDS.items() if _present(r.get(c))}
+    if _present(r.get("country")):
+        out["country"] = str(r["country"]).upper()
+    return out
+
+
 def _customer_operations(
-    plan: Plan, batch: _Batch, batch_id: str
+    plan: Plan, batch: _Batch, batch_id: str, links: Mapping[str, str]
 ) -> tuple[list[Operation], dict[str, bool]]:
+    """Per batch customer: attach the existing Stripe customer ``links`` names, else create one."""
     customers = plan.snapshot["customers"]
     ids = batch.subs["customer_id"].drop_duplicates()
     rows = customers.iloc[positions(ids, customers["customer_id"])]
@@ -153,6 +183,18 @@ def _customer_operations(
         cid = str(r["customer_id"])
         key = f"customer:{cid}"
         tax_exempt = _present(r["tax_exempt"]) and bool(r["tax_exempt"])
+        exempt[cid] = tax_exempt
+        address = _address(r)
+        if cid in links:
+            # an existing customer: only found, never created or changed (but for an
+            # address it lacks); its default payment method stays as it is
+            attach = {"address": address} if address else {}
+            ops.append(
+                operation(
+                    batch_id, key, "customer", attach, {"attach": links[cid]}, customer_id=cid
+                )
+            )
+            continue
         params: dict[str, Any] = {
             "name": str(r["name"]),
             "metadata": {"legacy_customer_id": cid, METADATA_KEY: key},
@@ -160,8 +202,8 @@ def _customer_operations(
         }
         if _present(r["email"]):
             params["email"] = str(r["email"])
-        if _present(r["country"]):
-            params["address"] = {"country": str(r["country"]).upper()}
+        if address:
+            params["address"] = address
         ops.append(
             operation(
                 batch_id,
@@ -172,14 +214,19 @@ def _customer_operations(
                 customer_id=cid,
             )
         )
-        exempt[cid] = tax_exempt
     return ops, exempt
 
 
 def _tax_rates(
     plan: Plan, batch: _Batch, catalog: Catalog, exempt: dict[str, bool]
 ) -> dict[str, str]:
-    """Customer id -> the target catalog's tax rate id for the customer (absent: none)."""
+    """Customer id -> the target catalog's tax rate id for the customer (absent: none).
+
+    Only a catalog whose tax is ``computed`` sets manual tax rates: with ``external`` tax
+    (Stripe Tax or a connector) and ``none``, no subscription carries a tax rate.
+    """
+    if catalog.tax_mode != TaxMode.COMPUTED:
+        return {}
     customers = plan.snapshot["customers"]
     country_of = dict(
         zip(
@@ -238,7 +285,10 @@ def _subscription_operation(
     phases: list[dict[str, Any]],
     tax_rate: str | None,
     note: str | None,
+    settings: Mapping[str, Any],
 ) -> Operation:
+    """``settings``: collection method (and days until due), ``automatic_tax`` and
+    ``billing_mode``, the same for every phase."""
     kind = "subscription" if len(phases) == 1 else "subscription_schedule"
     key = f"{kind}:{sid}"
     metadata = {"legacy_subscription_id": sid, "shadowbill_batch": batch_id, METADATA_KEY: key}
@@ -255,6 +305,7 @@ def _subscription_operation(
             "billing_cycle_anchor": _seconds(only["start_us"]),
             "proration_behavior": "none",
             "metadata": metadata,
+            **settings,
         }
         if taxes:
             params["default_tax_rates"] = taxes
@@ -268,6 +319,7 @@ def _subscription_operation(
                 "currency": currency,
                 "proration_behavior": ph["proration_behavior"],
                 "metadata": dict(metadata),
+                **_phase_settings(settings),
             }
             if ph["end_us"] != OPEN:
                 entry["end_date"] = _seconds(ph["end_us"])
@@ -283,6 +335,8 @@ def _subscription_operation(
             "phases": body,
             "metadata": metadata,
         }
+        if "billing_mode" in settings:
+            params["billing_mode"] = settings["billing_mode"]
     return operation(
         batch_id,
         key,
@@ -292,6 +346,32 @@ def _subscription_operation(
         subscription_id=sid,
         customer_id=customer_id,
     )
+
+
+def _phase_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A schedule phase's form of the settings (days until due under invoice_settings)."""
+    out = {k: v for k, v in settings.items() if k in ("collection_method", "automatic_tax")}
+    if "days_until_due" in settings:
+        out["invoice_settings"] = {"days_until_due": settings["days_until_due"]}
+    return out
+
+
+def _settings(catalog: Catalog, terms: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per subscription id: collection method and terms, automatic tax, billing mode."""
+    base: dict[str, Any] = {"billing_mode": {"type": str(catalog.billing_mode)}}
+    if catalog.tax_mode == TaxMode.EXTERNAL:
+        # Stripe Tax (or a connector) computes the tax; never a manual rate beside it
+        # (https://docs.stripe.com/billing/taxes/collect-taxes)
+        base["automatic_tax"] = {"enabled": True}
+    out: dict[str, dict[str, Any]] = {}
+    for sid, method, days in zip(
+        terms["subscription_id"], terms["collection_method"], terms["days_until_due"], strict=True
+    ):
+        entry = {**base, "collection_method": str(method)}
+        if _present(days):
+            entry["days_until_due"] = int(days)
+        out[str(sid)] = entry
+    return out
 
 
 def _present(value: Any) -> bool:
@@ -330,12 +410,15 @@ def build_operations(
     *,
     batch_id: str,
     subscription_ids: Sequence[str] | None = None,
+    links: Mapping[str, str] | None = None,
 ) -> list[Operation]:
     """The operations that create a batch on Stripe, in dependency order (KIND_ORDER, key).
 
     ``subscription_ids`` limits the batch to some of the plan's mapped subscriptions
     (default: all). Only the catalog objects these subscriptions use are included.
-    The same inputs always give the same list.
+    ``links`` (legacy customer id -> existing Stripe customer id, from
+    :func:`~shadowbill.targets.customer_links.link_customers`) attaches those customers
+    instead of creating them. The same inputs always give the same list.
     """
     if not batch_id:
         raise OperationsError("a batch needs a non-empty batch id")
@@ -353,8 +436,15 @@ def build_operations(
     phase_items = _phase_items(phases, items, batch)
     phase_discounts = _phase_discounts(phases, all_discounts)
 
-    customer_ops, exempt = _customer_operations(plan, batch, batch_id)
+    customer_ops, exempt = _customer_operations(plan, batch, batch_id, dict(links or {}))
     tax_rates = _tax_rates(plan, batch, catalog, exempt)
+    terms = subscription_terms(
+        batch.subs["subscription_id"],
+        plan.snapshot["subscriptions"],
+        plan.snapshot["customers"],
+        rollout.spec.billing_terms,
+    )
+    settings = _settings(catalog, terms)
     ops = catalog_operations(
         batch_id, catalog, set(phase_items["price_id"]), set(tax_rates.values())
     )
@@ -393,6 +483,7 @@ def build_operations(
                 by_sub[s],
                 tax_rates.get(str(cid)),
                 notes.get(str(sid)),
+                settings[str(sid)],
             )
         )
     return _sorted(ops)

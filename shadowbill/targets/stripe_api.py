@@ -44,7 +44,16 @@ from shadowbill.errors import (
     TargetError,
     TargetRequestError,
 )
-from shadowbill.targets.model import KIND_ORDER, ObjectKind, Operation, idempotency_key, ref_key
+from shadowbill.targets.api_version import STRIPE_API_VERSION
+from shadowbill.targets.model import (
+    ATTACHED_CUSTOMER,
+    KIND_ORDER,
+    ObjectKind,
+    Operation,
+    attached_customer_id,
+    idempotency_key,
+    ref_key,
+)
 from shadowbill.targets.rate_limit import (
     STRIPE_LIVE_OPS_PER_SECOND,
     STRIPE_SEARCH_READS_PER_SECOND,
@@ -197,6 +206,7 @@ class StripeTarget:
         search_lookups: bool = True,
         retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        api_version: str = STRIPE_API_VERSION,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key.strip():
@@ -217,6 +227,7 @@ class StripeTarget:
         self.base_url = (base_url or stripe.DEFAULT_API_BASE).rstrip("/")
         self.concurrency = concurrency
         self.search_lookups = search_lookups
+        self.api_version = api_version
         self._sleep = sleep
         self._policy = retry_policy or RetryPolicy(max_retries=max_retries)
         self.writes = TokenBucket(rate_limit)
@@ -228,13 +239,70 @@ class StripeTarget:
             base_addresses={"api": self.base_url},
             http_client=client,
             max_network_retries=0,  # retries are ours: see shadowbill.targets.retry
+            stripe_version=api_version,  # pinned: the arithmetic and params depend on it
         )
         self._count_lock = threading.Lock()
         self._requests = 0
         self._retries = 0
 
     def __repr__(self) -> str:
-        return f"StripeTarget(base_url={self.base_url!r}, concurrency={self.concurrency})"
+        return (
+            f"StripeTarget(base_url={self.base_url!r}, concurrency={self.concurrency}, "
+            f"api_version={self.api_version!r})"
+        )
+
+    # -- existing customers ---------------------------------------------------------------
+
+    def retrieve_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer as a dict, or None when it does not exist or was deleted."""
+        found = self._retrieve("customer", customer_id)
+        return None if found is None else cast(dict[str, Any], found.to_dict())
+
+    def search_customers(self, query: str) -> list[dict[str, Any]]:
+        """Every customer matching a Search API query, under the search rate limit (20/s)."""
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"query": query, "limit": 100}
+        while True:
+            page = self._call(
+                self.searches,
+                "search customers",
+                self.client.v1.customers.search,
+                params=cast(Any, params),
+            )
+            data = list(_get(page, "data", []))
+            out.extend(cast(dict[str, Any], c.to_dict()) for c in data)
+            nxt = _get(page, "next_page")
+            if not _get(page, "has_more", False) or not nxt or not data:
+                return out
+            params = {**params, "page": nxt}
+
+    def _attach(self, op: Operation, params: Mapping[str, Any], customer_id: str) -> _Outcome:
+        """An existing customer the batch hangs its subscriptions on: never created, never
+        changed but for an address it lacks (automatic tax needs one); its default payment
+        method is left as it is."""
+        found = self._retrieve("customer", customer_id)
+        if found is None:
+            return _Outcome(
+                op.key,
+                failure=OperationFailure(
+                    op.key,
+                    op.kind,
+                    f"customer {customer_id} (legacy {op.customer_id}) does not exist on the "
+                    "target; fix the link (snapshot stripe_customer_id or the mapping file)",
+                    "attach_missing",
+                ),
+            )
+        address = params.get("address")
+        if address and not _get(found, "address"):
+            self._call(
+                self.writes,
+                f"address of customer {customer_id}",
+                self.client.v1.customers.update,
+                customer_id,
+                params=cast(Any, {"address": dict(address)}),
+                options={"idempotency_key": idempotency_key(op.batch_id, op.key, "address")},
+            )
+        return _Outcome(op.key, customer_id, reused=True)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -447,6 +515,9 @@ class StripeTarget:
 
     def _apply_one(self, op: Operation, params: dict[str, Any], scope: str) -> _Outcome:
         try:
+            attach = attached_customer_id(op)
+            if attach is not None:
+                return self._attach(op, params, attach)
             found = self._find(op, params)
             if found is not None:
                 conflict = self._conflict(op, params, found)
@@ -630,6 +701,8 @@ class StripeTarget:
                     params=cast(Any, {"prorate": False, "invoice_now": False}),
                 )
                 return "removed"
+            if kind == ATTACHED_CUSTOMER:
+                return "kept"  # it existed before the batch: only attached, never removed
             if kind == "customer":
                 self._call(self.writes, what, v1.customers.delete, target_id)
                 return "removed"
@@ -663,18 +736,23 @@ class StripeTarget:
 
         Subscriptions are cancelled without proration or a final invoice, schedules
         cancelled (a released schedule's subscription is cancelled), customers and coupons
-        deleted. Products, prices, meters and tax rates are shared catalog objects: kept,
+        deleted; customers the batch only attached to (``customer_attached``) are kept. Products, prices, meters and tax rates are shared catalog objects: kept,
         or deactivated when ``deactivate_catalog`` is true. Already-removed objects count
         as removed, so a rollback can be rerun.
         """
         report = RemoveReport()
-        rank = {k: i for i, k in enumerate(KIND_ORDER)}
+        rank: dict[str, int] = {k: i for i, k in enumerate(KIND_ORDER)}
+        rank[ATTACHED_CUSTOMER] = rank["customer"]
         unknown = sorted({k for k, _ in objects if k not in rank})
         if unknown:
             raise TargetError(f"cannot roll back objects of unknown kind: {', '.join(unknown)}")
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="stripe-rollback") as pool:
             for kind in reversed(KIND_ORDER):
-                group = [(k, i) for k, i in objects if k == kind]
+                group = [
+                    (k, i)
+                    for k, i in objects
+                    if k == kind or (kind == "customer" and k == ATTACHED_CUSTOMER)
+                ]
                 futures = {
                     pool.submit(self._remove_one, k, i, deactivate_catalog): (k, i)
                     for k, i in group

@@ -27,16 +27,23 @@ specification because the catalog's prices carry several currencies)::
   the time in between unbilled, so it is refused.
 - ``metadata.third_party_sub_id`` is the legacy subscription id (the templates' own
   column); the operation's metadata follow as ``metadata.<key>`` columns.
-- ``automatic_tax`` is ``FALSE``: tax comes from the catalog's manual tax rate in
-  ``default_tax_rate`` (the two are incompatible). ``collection_method`` is
-  ``charge_automatically``; ``cancel_at_period_end`` ``FALSE``; ``trial_end``,
-  ``backdate_start_date``, ``days_until_due`` and ``add_invoice_items.0.*`` stay empty.
+- ``automatic_tax`` is ``TRUE`` when the target catalog's tax is ``external`` (and then
+  ``default_tax_rate`` is empty: the two are incompatible), else ``FALSE`` with the
+  catalog's manual tax rate in ``default_tax_rate``. ``collection_method`` and
+  ``days_until_due`` are the subscription's (``send_invoice`` needs both and a customer
+  email, which a created customer without one is refused for); ``cancel_at_period_end``
+  is ``FALSE``; ``trial_end``, ``backdate_start_date`` and ``add_invoice_items.0.*`` stay
+  empty (the toolkit backdates only with prorations off and starts at least 24 hours
+  after the upload, so a paid-through already past is for the API target, which
+  backdates at apply). The toolkit has no ``billing_mode`` column: it creates with the
+  account's default mode.
 
 References. The toolkit only creates subscriptions: customers, prices, coupons and tax
 rates must exist first (create them with the API target from the same operations). A
 reference is written as the created object's id when ``id_map`` (operation key -> target
 id, e.g. ``{"customer:ACC-1": "cus_..."}``) has it, else as a placeholder to replace
-before the upload: customers by their legacy customer id, prices by their
+before the upload: customers by their legacy customer id (an attached customer by its
+existing Stripe id), prices by their
 ``lookup_key``, coupons and products by their id (shadowbill chooses it, so it is
 already the Stripe id), tax rates by their catalog id (``vat_gb``).
 
@@ -68,7 +75,7 @@ import pandas as pd
 from shadowbill.csv_cells import neutralise_row
 from shadowbill.errors import StripeCsvError
 from shadowbill.listing import first_few
-from shadowbill.targets.model import Operation, ref_key
+from shadowbill.targets.model import Operation, attached_customer_id, ref_key
 
 TOOLKIT_URL: Final = "https://docs.stripe.com/billing/subscriptions/import-subscriptions-toolkit"
 REFERENCE_URL: Final = "https://docs.stripe.com/billing/subscriptions/toolkit-reference"
@@ -95,6 +102,9 @@ _SUBSCRIPTION_KINDS: Final = ("subscription", "subscription_schedule")
 
 def placeholder(op: Operation) -> str:
     """What a reference to ``op`` becomes in the CSV when no target id is known."""
+    attached = attached_customer_id(op)
+    if attached is not None:
+        return attached  # an existing Stripe customer: its id is known at plan
     if op.kind == "customer" and op.customer_id:
         return op.customer_id
     if op.kind == "price" and "lookup_key" in op.lookup:
@@ -148,7 +158,10 @@ def _phases(op: Operation) -> tuple[list[dict[str, Any]], int]:
     """The operation's phases (a subscription is one phase) and its paid-through anchor."""
     p = op.params
     if op.kind == "subscription":
-        phase = {k: p[k] for k in ("items", "currency", "discounts", "default_tax_rates") if k in p}
+        names = ("items", "currency", "discounts", "default_tax_rates", "automatic_tax")
+        phase = {k: p[k] for k in (*names, "collection_method") if k in p}
+        if "days_until_due" in p:
+            phase["invoice_settings"] = {"days_until_due": p["days_until_due"]}
         phase["proration_behavior"] = p.get("proration_behavior", "none")
         return [phase], int(p["billing_cycle_anchor"])
     return [dict(ph) for ph in p["phases"]], int(p["start_date"])
@@ -167,6 +180,7 @@ def toolkit_rows(
     """The CSV header, one row per subscription (sorted by legacy id) and the follow-ups
     the toolkit cannot import (see the module docstring)."""
     resolver = _Resolver(operations, id_map)
+    by_key = {o.key: o for o in operations}
     subs = sorted(
         (op for op in operations if op.kind in _SUBSCRIPTION_KINDS),
         key=lambda o: (o.subscription_id or "", o.key),
@@ -203,15 +217,28 @@ def toolkit_rows(
             meta_keys.add(f"metadata.{k}")
         discounts = list(first.get("discounts", []))
         taxes = list(first.get("default_tax_rates", []))
+        automatic = bool((first.get("automatic_tax") or {}).get("enabled"))
+        method = str(first.get("collection_method", "charge_automatically"))
+        days = (first.get("invoice_settings") or {}).get("days_until_due")
+        if method == "send_invoice":
+            customer = by_key.get(ref_key(op.params["customer"]) or "")
+            created = customer is not None and attached_customer_id(customer) is None
+            if created and customer is not None and not customer.params.get("email"):
+                raise StripeCsvError(
+                    f"{where} is billed by invoice (send_invoice) but its customer "
+                    f"{customer.customer_id} has no email; the toolkit needs one "
+                    f"({REFERENCE_URL})"
+                )
         row.update(
             {
-                "automatic_tax": "FALSE",
+                "automatic_tax": "TRUE" if automatic else "FALSE",
                 "billing_cycle_anchor": str(anchor),
                 "coupon": _text(resolver.one(discounts[0]["coupon"], where)) if discounts else "",
                 "currency": _text(first.get("currency", "")),
                 "proration_behavior": "none",
-                "collection_method": "charge_automatically",
+                "collection_method": method,
                 "default_tax_rate": _text(resolver.one(taxes[0], where)) if taxes else "",
+                "days_until_due": _text(days) if method == "send_invoice" else "",
                 "cancel_at_period_end": "FALSE",
             }
         )

@@ -32,6 +32,7 @@ from pydantic import (
 from shadowbill.errors import CatalogError, RolloutError
 from shadowbill.money import is_currency
 from shadowbill.pricing.catalog import Catalog, load_catalog
+from shadowbill.translate.collection_terms import CollectionTerms
 from shadowbill.translate.quantity_formula import parse_formula
 from shadowbill.yaml_source import (
     KeyPath,
@@ -374,6 +375,7 @@ class RolloutSpec(_Strict):
         default_factory=_default_statuses
     )
     seat_prices: Patterns = Field(default_factory=list)
+    billing_terms: list[CollectionTerms] = Field(default_factory=list)
     phases: list[Phase] = Field(min_length=1)
 
 
