@@ -73,7 +73,8 @@ customer's country becomes the subscription's ``default_tax_rates`` unless the c
 tax exempt (``tax_exempt = exempt`` on the customer); ``external`` (Stripe Tax or an
 outside engine's connector): ``automatic_tax[enabled] = true`` and never a manual rate,
 with the customer's address (``line1``, ``city``, ``postal_code``, ``state``, ``country``
-from the canonical customer columns); ``none``: no tax rate at all.
+from the customer columns address_line1, address_city, address_postal_code and
+address_state when the snapshot has them); ``none``: no tax rate at all.
 
 Customers. A legacy customer ``links`` names (an existing Stripe customer, see
 :mod:`shadowbill.targets.customer_links`) is attached, never created: its operation has
