@@ -30,8 +30,9 @@ from shadowbill.migrate.batch_inputs import (
     load_batch,
     open_target,
 )
+from shadowbill.targets.backdating import backdate_operations
 from shadowbill.targets.jsonl import write_jsonl
-from shadowbill.targets.model import Operation
+from shadowbill.targets.model import Operation, recorded_kind
 from shadowbill.targets.stripe_api import (
     DEFAULT_CONCURRENCY,
     DEFAULT_RATE_LIMIT,
@@ -53,6 +54,8 @@ class ApplyResult:
     summary: str = ""
     files: dict[str, Path] = field(default_factory=dict)
     report: ApplyReport | None = None
+    # subscriptions whose paid-through was past: backdated, hand-over moved to the anchor
+    backdated: pd.DataFrame | None = None
 
     @property
     def ok(self) -> bool:
@@ -146,7 +149,11 @@ def apply_batch(
     )
     _open_gate(ledger, batch, force_reason)
     loaded = load_batch(ledger, batch_id, overrides)
-    _subset, _plan, ops = batch_operations(loaded, batch_id)
+    _subset, plan, ops = batch_operations(loaded, batch_id)
+    # a paid-through already past cannot be an anchor: backdate (targets/backdating.py)
+    ops, backdated = backdate_operations(
+        ops, plan.snapshot["subscriptions"], pd.Timestamp.now(tz="UTC")
+    )
     ledger.set_batch_status(batch_id, st.APPLYING)
 
     live = ledger.objects(batch_id, live_only=True)
@@ -159,7 +166,7 @@ def apply_batch(
             ledger.record_object(
                 batch_id,
                 op.key,
-                op.kind,
+                recorded_kind(op),
                 other,
                 op.idempotency_key,
                 op.subscription_id,
@@ -171,7 +178,7 @@ def apply_batch(
         ledger.record_object(
             batch_id,
             op.key,
-            op.kind,
+            recorded_kind(op),
             target_id,
             op.idempotency_key,
             op.subscription_id,
@@ -181,11 +188,15 @@ def apply_batch(
     if on_start is not None:
         on_start(len(ops), sum(1 for op in ops if op.key in known))
     report = stripe_target.apply(ops, known=known, on_created=on_created, progress=progress)
-    return _record_apply(ledger, batch_id, ops, report)
+    return _record_apply(ledger, batch_id, ops, report, backdated)
 
 
 def _record_apply(
-    ledger: Ledger, batch_id: str, ops: list[Operation], report: ApplyReport
+    ledger: Ledger,
+    batch_id: str,
+    ops: list[Operation],
+    report: ApplyReport,
+    backdated: pd.DataFrame | None = None,
 ) -> ApplyResult:
     """Subscription states and target ids from an apply report; the batch's status."""
     ids = report.ids
@@ -193,7 +204,7 @@ def _record_apply(
     state_of = dict(zip(states_now["subscription_id"], states_now["state"], strict=True))
     applied: list[str] = []
     failed: dict[str, str] = {}
-    targets = []
+    targets: list[dict[str, object]] = []
     for op in ops:
         if op.kind not in SUBSCRIPTION_KINDS or op.subscription_id is None:
             continue
@@ -209,6 +220,21 @@ def _record_apply(
             )
         else:
             failed[sid] = _root_failure(op.key, report)
+    moved: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    if backdated is not None and len(backdated):
+        created = {op.subscription_id for op in ops if op.key in report.created}
+        for row in backdated.itertuples():
+            if str(row.subscription_id) in created:
+                moved[str(row.subscription_id)] = (
+                    pd.Timestamp(str(row.paid_through)),
+                    pd.Timestamp(str(row.anchor)),
+                )
+    for t in targets:
+        if t["subscription_id"] in moved:
+            # the legacy engine bills [paid-through, anchor): the hand-over is the anchor
+            anchor = moved[t["subscription_id"]][1]
+            t["paid_through"] = anchor
+            t["first_target_period_start"] = anchor
     if targets:
         ledger.set_targets(batch_id, pd.DataFrame(targets))
     movable = [s for s in applied if state_of.get(s) in (st.PLANNED, st.FAILED)]
@@ -226,6 +252,11 @@ def _record_apply(
         "known": len(report.known),
         "failed": dict(list(failed.items())[:SHOW]),
     }
+    if moved:
+        detail["backdated"] = {
+            sid: f"legacy paid through {t.isoformat()}; Stripe bills from {a.isoformat()}"
+            for sid, (t, a) in list(moved.items())[:SHOW]
+        }
     status = st.APPLIED if done else st.FAILED
     ledger.set_batch_status(batch_id, status, detail=detail)
     return ApplyResult(
@@ -236,6 +267,7 @@ def _record_apply(
         failed=failed,
         summary=report.summary(),
         report=report,
+        backdated=backdated,
     )
 
 

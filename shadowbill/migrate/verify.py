@@ -86,6 +86,9 @@ def model_first_invoices(
     first = pd.to_datetime(starts["first_target_period_start"], utc=True)
     facts = cutover_facts(plan, subset)
     end = pd.Timestamp(facts["first_target_period_end"].max())
+    # a backdated subscription's first target period starts at its anchor, later than planned
+    shift = pd.Timestamp(first.max()) - pd.Timestamp(facts["first_target_period_start"].min())
+    end = end + max(shift, pd.Timedelta(0))
     window = Window(pd.Timestamp(plan.as_of), pd.Timestamp(first.min()), end)
     sides = price_sides(subset, plan, rollout, window, text=True)
     invoices, lines = sides.new.invoices, sides.new.lines
