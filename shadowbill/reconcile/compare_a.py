@@ -55,7 +55,7 @@ def _line_findings(
         .astype("string")
         .fillna("")
     )
-    what = m["kind"].astype("string") + " " + m["price_id"].astype("string") + " x" + qty
+    what = line_label(m, qty)
     explanation = np.select(
         [
             cause == "extra_line",
@@ -82,6 +82,7 @@ def _line_findings(
             "comparison": comparison,
             "level": "line",
             "customer_id": customer.astype("string"),
+            "customer_name": pd.array([pd.NA] * len(m), dtype="string"),
             "subscription_id": m["subscription_id"].astype("string"),
             "invoice_start": m["invoice_start"],
             "period_start": m["line_start"],
@@ -108,6 +109,27 @@ def _line_findings(
     )
     out["invoice_key"] = invoice_key(out["subscription_id"], out["invoice_start"])
     return out
+
+
+def line_label(m: pd.DataFrame, qty: pd.Series) -> pd.Series:
+    """ "recurring pro_month x12", or for a line without a price (a one-off) its description:
+    'one_off "Setup fee"'; no " x" when the line has no quantity."""
+    price_id = m["price_id"].astype("string").fillna("")
+    description = m.get("description_act", pd.Series(pd.NA, index=m.index)).astype("string")
+    description = description.fillna(
+        m.get("description_exp", pd.Series(pd.NA, index=m.index)).astype("string")
+    ).fillna("")
+    named = pd.Series(
+        np.where(
+            price_id != "",
+            " " + price_id,
+            np.where(description != "", ' "' + description + '"', ""),
+        ),
+        index=m.index,
+        dtype="string",
+    )
+    counted = pd.Series(np.where(qty != "", " x" + qty, ""), index=m.index, dtype="string")
+    return m["kind"].astype("string") + named + counted
 
 
 def compare_legacy_drift(
@@ -223,6 +245,7 @@ def compare_invoice_sets(
             "comparison": comparison,
             "level": "invoice",
             "customer_id": inv["customer_id_exp"].fillna(inv["customer_id_act"]).astype("string"),
+            "customer_name": pd.array([pd.NA] * len(inv), dtype="string"),
             "subscription_id": inv["subscription_id"].astype("string"),
             "invoice_key": invoice_key(inv["subscription_id"], inv["period_start"]),
             "period_start": inv["period_start"],
@@ -250,6 +273,8 @@ def finish_findings(
     out = frame.copy()
     if out.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in FINDING_COLUMNS.items()})
+    if "customer_name" not in out.columns:
+        out["customer_name"] = pd.array([pd.NA] * len(out), dtype="string")
     if "severity" not in out.columns:
         one_major = {c: 10**e for c, e in CURRENCY_EXPONENTS.items()}
         minor_unit_one = out["currency"].astype("string").str.upper().map(one_major).fillna(100)

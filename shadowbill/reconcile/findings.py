@@ -71,7 +71,8 @@ FINDING_COLUMNS: dict[str, str] = {
     "finding_id": "string",  # stable across runs: hash of comparison, level, keys and cause
     "comparison": "string",  # Comparison
     "level": "string",  # Level
-    "customer_id": "string",
+    "customer_id": "string",  # the legacy id
+    "customer_name": "string",  # the customer's name in the snapshot, beside the legacy id
     "subscription_id": "string",
     "invoice_key": "string",  # "<subscription_id>@<period_start ISO>"; empty at customer level
     "period_start": "datetime64[us, UTC]",
@@ -101,3 +102,10 @@ def finding_ids(frame: pd.DataFrame) -> pd.Series:
     digits = pc.utf8_lpad(pc.cast(pa.array(hashed.to_numpy(np.uint64)), pa.large_string()), 20, "0")
     ids = join("f", digits)
     return pd.Series(pd.array(ids, dtype="string"), index=frame.index)
+
+
+def with_customer_names(findings: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+    """The findings with ``customer_name`` from the snapshot's customers (by legacy id)."""
+    names = customers.drop_duplicates("customer_id").set_index("customer_id")["name"]
+    named = findings["customer_id"].map(names.astype("string")).astype("string")
+    return findings.assign(customer_name=named)

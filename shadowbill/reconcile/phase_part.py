@@ -22,6 +22,7 @@ from shadowbill.pricing.projection import project_usage
 from shadowbill.pricing.protection import protection_discounts, with_discounts
 from shadowbill.reconcile.compare_a import compare_legacy_drift, finish_findings
 from shadowbill.reconcile.compare_b import Sides, attribute_invoices
+from shadowbill.reconcile.findings import with_customer_names
 from shadowbill.reconcile.findings_spill import FindingStats, Spill, ordered, spill
 from shadowbill.reconcile.gate import gate_relevant
 from shadowbill.reconcile.policy import Policy
@@ -218,13 +219,13 @@ def reconcile_part(
         | actual["subscription_id"].isin(plan.unmapped["subscription_id"])
     ]
     history_end = cohort_invoices["period_end"].max() if len(cohort_invoices) else None
-    findings, buckets = ordered(
-        (
-            findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
-            b_findings(attributed, plan, policy),
-            customer_findings(waterfall, customers, policy),
-        )
+    groups = (
+        findings_a.drop(columns=["actual_invoice_id"], errors="ignore"),
+        b_findings(attributed, plan, policy),
+        customer_findings(waterfall, customers, policy),
     )
+    named = tuple(with_customer_names(g, snapshot["customers"]) for g in groups)
+    findings, buckets = ordered(named)
     keep = gate_relevant(findings, policy, phase)
     part = PhasePart(
         phase_name=plan.phase_name,

@@ -216,7 +216,14 @@ def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
             " findings (errors, then warnings, then info; largest differences first);"
             " findings.csv and findings.parquet hold them all."
         )
-    findings = findings.assign(name=findings["customer_id"].map(names))
+    by_id = findings["customer_id"].map(names)
+    if "customer_name" in findings.columns:  # the finding's own name, from the snapshot
+        by_id = (
+            findings["customer_name"]
+            .astype("object")
+            .where(findings["customer_name"].notna(), by_id)
+        )
+    findings = findings.assign(name=by_id)
     customers = result.customers.sort_values("customer_id", kind="stable")
     customers = customers.assign(change_bp=agg.change_basis_points(customers))
     if len(customers) > MAX_SHEET_ROWS:

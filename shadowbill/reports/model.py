@@ -403,6 +403,12 @@ def _optional_int(value: object) -> int | None:
     return None if value is None or value is pd.NA else int(value)  # type: ignore[call-overload]
 
 
+def _finding_name(row: Any, names: pd.Series) -> object:
+    """The finding's own customer_name (from the snapshot), else the customer view's name."""
+    own = getattr(row, "customer_name", None)
+    return own if isinstance(own, str) and own else names.get(row.customer_id, "")
+
+
 def finding_rows(findings: pd.DataFrame, names: pd.Series, limit: int) -> tuple[FindingRow, ...]:
     """The first ``limit`` findings, errors first, then by customer, invoice and line."""
     order = {"error": 0, "warning": 1, "info": 2}
@@ -415,7 +421,7 @@ def finding_rows(findings: pd.DataFrame, names: pd.Series, limit: int) -> tuple[
     return tuple(
         FindingRow(
             customer_id=_text(r.customer_id),
-            name=_text(names.get(r.customer_id, "")),
+            name=_text(_finding_name(r, names)),
             comparison=_text(r.comparison),
             level=_text(r.level),
             period=_text(r.period_text),

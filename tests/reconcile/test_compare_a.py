@@ -131,3 +131,22 @@ def test_comparison_c_names_the_targets_differences() -> None:
     assert int(inv["delta"].iloc[0]) == -4900
     assert "the target's preview did not bill" in inv["explanation"].iloc[0]
     assert compare_cutover(*model, *model).empty
+
+
+def test_a_line_without_price_or_quantity_is_named_by_its_description() -> None:
+    """A one-off charge has no price and no quantity: the explanation names its
+    description, never 'one_off  x' (issue 14, item 9)."""
+    expected = _frames([_invoice("e1", "sub1", [SEATS])])
+    heads, lines = _frames([_invoice("L1", "sub1", [SEATS, ("f", "one_off", "", 0, "", 5000)])])
+    one_off = lines["kind"] == "one_off"
+    lines.loc[one_off, ["price_id", "unit_amount_decimal", "description"]] = [
+        pd.NA,
+        pd.NA,
+        "Setup fee",
+    ]
+    lines.loc[one_off, "quantity"] = pd.NA
+    found = compare_legacy_drift(heads, lines, *expected)
+    line = found[found["level"] == "line"]
+    assert line["explanation"].tolist() == [
+        'legacy billed a line the model does not produce: one_off "Setup fee"'
+    ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rollout_snapshot_builder import SnapshotBuilder
+from pricing_builders import item, snapshot, subscription, usage
 
 from shadowbill.reconcile.compare_b import Sides, attribute_invoices
 from shadowbill.reconcile.phase_part import plan_bounds, price_sides, window_of
@@ -50,16 +50,17 @@ def test_a_metered_item_starting_mid_period_is_attributed_in_that_period(
 ) -> None:
     """The SMS add-on starts on 20 Mar inside the period opened on 10 Mar: its usage line
     bills that whole period and its price change is a price change there, as later on."""
-    b = SnapshotBuilder()
-    b.add("s1", [("pro_month_v1", 3)], started_at="2025-01-10T00:00:00Z")
-    b.item("s1", "sms_month", 1, valid_from="2025-03-20T00:00:00Z")
-    for month in range(3, 8):
-        start, end = f"2025-{month:02d}-10T00:00:00Z", f"2025-{month + 1:02d}-10T00:00:00Z"
-        b.usage("s1", "sms_messages", start, end, 5000)
-    snapshot = b.build()
+    snap = snapshot(
+        subscriptions=[subscription("s1", started_at="2025-01-10T00:00:00Z")],
+        subscription_items=[
+            item("s1-pro", "pro_month_v1", 3, valid_from="2025-01-10T00:00:00Z"),
+            item("s1-sms", "sms_month", 1, valid_from="2025-03-20T00:00:00Z"),
+        ],
+        usage=[usage("sms_messages", f"2025-{m:02d}-10T00:00:00Z", 5000) for m in range(3, 8)],
+    )
     as_of = pd.Timestamp("2025-08-01", tz="UTC")
-    plan = translate(snapshot, rollout, 1, as_of=as_of)
-    sides = price_sides(snapshot, plan, rollout, window_of(as_of, [plan_bounds(plan, snapshot)], 0))
+    plan = translate(snap, rollout, 1, as_of=as_of)
+    sides = price_sides(snap, plan, rollout, window_of(as_of, [plan_bounds(plan, snap)], 0))
     attributed = attribute_invoices(
         Sides(
             (sides.l0.invoices, sides.l0.lines),

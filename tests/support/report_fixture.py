@@ -406,6 +406,7 @@ def _findings(
     cur = customers["currency"].to_numpy()[r]
     base = {
         "customer_id": cust,
+        "customer_name": customers["name"].to_numpy()[r],
         "subscription_id": sub,
         "invoice_key": key.to_numpy(),
         "period_start": start,
