@@ -199,17 +199,20 @@ class FindingsDiff:
         return self.changes.loc[self.changes["status"].isin(statuses), "finding_id"]
 
 
-def _read_keys(path: Path | None, frame: pd.DataFrame | None) -> pa.Table:
-    if path is not None:
-        return pq.read_table(path, columns=_KEYS)
-    assert frame is not None
-    return pa.Table.from_pandas(frame[_KEYS], preserve_index=False)
+def read_diff_columns(path: Path) -> pa.Table:
+    """The columns of a findings file a comparison reads (repeated texts kept as dictionaries)."""
+    return pq.read_table(path, columns=DIFF_COLUMNS, read_dictionary=["explanation", "cause"])
 
 
-def _net_b(table: pa.Table) -> dict[str, int]:
+def _table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[DIFF_COLUMNS], preserve_index=False)
+
+
+def net_of_tax(table: pa.Table) -> dict[str, int]:
+    """Comparison B per invoice, every cause but tax, summed per currency."""
     keep = pc.and_(
         pc.and_(pc.equal(table["comparison"], "B"), pc.equal(table["level"], "invoice")),
-        pc.not_equal(table["cause"], "tax"),
+        pc.not_equal(table["cause"].cast(pa.string()), "tax"),
     )
     sums = (
         table.filter(pc.fill_null(keep, False)).group_by("currency").aggregate([("delta", "sum")])
@@ -217,70 +220,82 @@ def _net_b(table: pa.Table) -> dict[str, int]:
     return {str(r["currency"] or ""): int(r["delta_sum"] or 0) for r in sums.to_pylist()}
 
 
-def _rows(path: Path | None, frame: pd.DataFrame | None, ids: pa.Array) -> pd.DataFrame:
-    if path is not None:
-        table = pq.read_table(
-            path, columns=DIFF_COLUMNS, filters=pc.is_in(pc.field("finding_id"), value_set=ids)
+def _id_numbers(ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Finding ids ("f" + 20 digits) as unsigned integers: joins on them are cheap."""
+    return pc.cast(pc.utf8_slice_codeunits(ids, 1), pa.uint64())
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    plain = table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                for f in table.schema
+            ]
         )
-        return table.to_pandas(
-            types_mapper=lambda t: pd.StringDtype() if pa.types.is_string(t) else None
-        )
-    assert frame is not None
-    return frame.loc[frame["finding_id"].isin(ids.to_pylist()), DIFF_COLUMNS]
+    )
+    frame = plain.to_pandas(
+        types_mapper=lambda t: pd.StringDtype() if pa.types.is_string(t) else None
+    )
+    return frame.astype({"delta": "Int64"})
+
+
+def compare_tables(now: pa.Table, before: pa.Table) -> FindingsDiff:
+    """Two sets of findings (``DIFF_COLUMNS``) compared by stable id, in Arrow."""
+    left = pa.table(
+        {
+            "key": _id_numbers(now["finding_id"]),
+            "delta": now["delta"],
+            "_now": pa.array(np.arange(now.num_rows)),
+        }
+    )
+    right = pa.table(
+        {
+            "key": _id_numbers(before["finding_id"]),
+            "baseline_delta": before["delta"],
+            "_before": pa.array(np.arange(before.num_rows)),
+        }
+    )
+    joined = left.join(right, keys="key", join_type="full outer")
+    in_now, in_before = pc.is_valid(joined["_now"]), pc.is_valid(joined["_before"])
+    same = pc.fill_null(pc.equal(joined["delta"], joined["baseline_delta"]), False)
+    unchanged = pc.and_(pc.and_(in_now, in_before), same)
+    moved = joined.filter(pc.invert(unchanged))
+    mine = moved.filter(pc.is_valid(moved["_now"]))
+    gone = moved.filter(pc.is_null(moved["_now"]))
+    rows_now = _frame(now.take(mine["_now"]))
+    rows_now["status"] = pd.array(
+        np.where(pc.is_valid(mine["_before"]).to_numpy(zero_copy_only=False), "changed", "new"),
+        dtype="string",
+    )
+    rows_now["baseline_delta"] = pd.array(mine["baseline_delta"].to_pylist(), dtype="Int64")
+    rows_before = _frame(before.take(gone["_before"]))
+    rows_before["baseline_delta"] = rows_before["delta"]
+    rows_before["delta"] = pd.array([pd.NA] * len(rows_before), dtype="Int64")
+    rows_before["status"] = pd.array(["resolved"] * len(rows_before), dtype="string")
+    changes = pd.concat([rows_now, rows_before], ignore_index=True)
+    changes["delta"] = changes["delta"].astype("Int64")
+    changes["baseline_delta"] = changes["baseline_delta"].astype("Int64")
+    before_net, now_net = net_of_tax(before), net_of_tax(now)
+    net = {
+        c: (before_net.get(c, 0), now_net.get(c, 0)) for c in sorted(set(before_net) | set(now_net))
+    }
+    return FindingsDiff(changes, int(pc.sum(unchanged.cast(pa.int64())).as_py() or 0), net)
 
 
 def compare_findings(
     head_file: Path | None, baseline_file: Path, *, head: pd.DataFrame | None = None
 ) -> FindingsDiff:
-    """Every finding of either run with its status against the baseline, joined in Arrow."""
-    now = _read_keys(head_file, head)
-    before = _read_keys(baseline_file, None)
-    joined = (
-        now.select(["finding_id", "delta"])
-        .append_column("_now", pa.array(np.ones(now.num_rows, bool)))
-        .join(
-            before.select(["finding_id", "delta"])
-            .rename_columns(["finding_id", "baseline_delta"])
-            .append_column("_before", pa.array(np.ones(before.num_rows, bool))),
-            keys="finding_id",
-            join_type="full outer",
-        )
+    """This run's findings (a file, or a frame) against the baseline's findings file."""
+    now = (
+        read_diff_columns(head_file)
+        if head_file is not None
+        else _table(head)
+        if head is not None
+        else None
     )
-    in_now = pc.fill_null(joined["_now"], False)
-    in_before = pc.fill_null(joined["_before"], False)
-    same = pc.fill_null(pc.equal(joined["delta"], joined["baseline_delta"]), False)
-    unchanged = pc.and_(pc.and_(in_now, in_before), same)
-    moved = joined.filter(pc.invert(unchanged))
-    status = pc.if_else(
-        pc.fill_null(moved["_now"], False),
-        pc.if_else(pc.fill_null(moved["_before"], False), "changed", "new"),
-        "resolved",
-    )
-    keyed = pd.DataFrame(
-        {
-            "finding_id": moved["finding_id"].to_pandas(),
-            "status": pd.array(status.to_pylist(), dtype="string"),
-            "baseline_delta": pd.array(moved["baseline_delta"].to_pylist(), dtype="Int64"),
-        }
-    )
-    mine = keyed[keyed["status"] != "resolved"]
-    gone = keyed[keyed["status"] == "resolved"]
-    rows_now = _rows(head_file, head, pa.array(mine["finding_id"].tolist(), type=pa.string()))
-    rows_before = _rows(
-        baseline_file, None, pa.array(gone["finding_id"].tolist(), type=pa.string())
-    )
-    rows_before["delta"] = pd.array([pd.NA] * len(rows_before), dtype="Int64")
-    changes = pd.concat(
-        [rows_now.merge(mine, on="finding_id"), rows_before.merge(gone, on="finding_id")],
-        ignore_index=True,
-    )
-    changes["delta"] = changes["delta"].astype("Int64")
-    changes["baseline_delta"] = changes["baseline_delta"].astype("Int64")
-    before_net, now_net = _net_b(before), _net_b(now)
-    net = {
-        c: (before_net.get(c, 0), now_net.get(c, 0)) for c in sorted(set(before_net) | set(now_net))
-    }
-    return FindingsDiff(changes, int(pc.sum(unchanged.cast(pa.int64())).as_py() or 0), net)
+    assert now is not None
+    return compare_tables(now, read_diff_columns(baseline_file))
 
 
 def gate_on_new(

@@ -164,8 +164,9 @@ def run_check(
     outcome.baseline = baseline
     if baseline is not None:
         result = outcome.result
-        assert result.findings_file is not None
-        outcome.diff = compare_findings(result.findings_file, baseline.findings_file)
+        if outcome.diff is None:
+            assert result.findings_file is not None
+            outcome.diff = compare_findings(result.findings_file, baseline.findings_file)
         if policy.gate_on == "new":
             result.verdict = gate_on_new(policy, result, outcome.diff, baseline)
     return outcome
@@ -211,4 +212,4 @@ def _scoped(
         work.cleanup()
         return None, done
     done.result.workdir = work  # the merged findings file lives as long as the result
-    return CheckOutcome(done.result, change, scope=scope), ""
+    return CheckOutcome(done.result, change, done.diff, scope=scope), ""

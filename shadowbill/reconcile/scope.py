@@ -25,7 +25,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowbill.listing import first_few
-from shadowbill.reconcile.baseline import Baseline, RunWindow
+from shadowbill.reconcile.baseline import (
+    DIFF_COLUMNS,
+    Baseline,
+    FindingsDiff,
+    RunWindow,
+    compare_tables,
+    net_of_tax,
+)
 from shadowbill.reconcile.config_diff import ConfigChange
 from shadowbill.reconcile.findings import FINDING_COLUMNS
 from shadowbill.reconcile.findings_spill import (
@@ -209,9 +216,19 @@ def _group(table: pa.Table) -> pa.Array:
     return pc.if_else(a, 0, pc.if_else(per_customer, 2, 1))
 
 
+@dataclass(frozen=True)
+class Merged:
+    """The whole phase's findings and what the re-reconciled customers replaced."""
+
+    findings: pa.Table  # every finding, in output order
+    fresh: pa.Table  # the re-reconciled customers' findings
+    replaced: pa.Table  # the baseline's findings of those customers
+    baseline_net: dict[str, int]  # the baseline's comparison B per invoice net of tax
+
+
 def _merge_findings(
     baseline_file: Path, spill_file: Path | None, customers: pd.Index, out_path: Path
-) -> pa.Table:
+) -> Merged:
     """Baseline rows of unaffected customers + the re-reconciled rows, in full-run order.
 
     One row group per bucket, as ``findings_spill.merge_spills`` writes them.
@@ -228,13 +245,18 @@ def _merge_findings(
     ids = pa.array(list(customers), type=pa.string())
     baseline = pq.ParquetFile(str(baseline_file))
     by_bucket: dict[int, pa.Table] = {}
+    replaced: list[pa.Table] = []
+    net: Counter[str] = Counter()
     for i in range(baseline.num_row_groups):
         group = baseline.read_row_group(i).cast(findings_schema())
         if group.num_rows == 0:
             continue
+        net.update(net_of_tax(group))
         b = int(bucket_of(pd.Series([group["customer_id"][0].as_py()], dtype="string"))[0])
         if b in touched:
-            group = group.filter(pc.invert(pc.is_in(group["customer_id"], value_set=ids)))
+            mine = pc.is_in(group["customer_id"], value_set=ids)
+            replaced.append(group.filter(mine))
+            group = group.filter(pc.invert(mine))
         by_bucket[b] = group
     for b in sorted(touched):
         rows = fresh.slice(int(bounds[b]), int(bounds[b + 1] - bounds[b]))
@@ -249,7 +271,13 @@ def _merge_findings(
     ) as writer:
         for table in tables:
             writer.write_table(table, row_group_size=table.num_rows)
-    return pa.concat_tables(tables) if tables else findings_schema().empty_table()
+    empty = findings_schema().empty_table()
+    return Merged(
+        pa.concat_tables(tables) if tables else empty,
+        fresh,
+        pa.concat_tables(replaced) if replaced else empty,
+        dict(net),
+    )
 
 
 def _stats(table: pa.Table) -> FindingStats:
@@ -290,6 +318,7 @@ class ScopedResult:
     """A scoped check's result and what it re-reconciled."""
 
     result: ReconciliationResult
+    diff: FindingsDiff  # the findings against the baseline's
     scope: Scope
 
 
@@ -317,7 +346,7 @@ def scoped_reconcile(
     customers = pd.Index(scope.customers, dtype="string")
     if not len(customers):
         return ScopedResult(
-            _combine(
+            *_combine(
                 None,
                 baseline,
                 customers,
@@ -355,7 +384,7 @@ def scoped_reconcile(
         plan=head_plan,
     )
     return ScopedResult(
-        _combine(
+        *_combine(
             part,
             baseline,
             customers,
@@ -383,12 +412,13 @@ def _combine(
     work_dir: Path,
     *,
     protected_before: int = 0,
-) -> ReconciliationResult:
+) -> tuple[ReconciliationResult, FindingsDiff]:
     """The whole phase's result from the baseline and the re-reconciled customers (if any)."""
     assert baseline.customers is not None and baseline.unmapped is not None
     merged_file = work_dir / "findings.parquet"
     spill_file = None if part is None else part.spill.path
-    table = _merge_findings(baseline.findings_file, spill_file, customers, merged_file)
+    merged = _merge_findings(baseline.findings_file, spill_file, customers, merged_file)
+    table = merged.findings
     frame = table.select(["comparison", "level", "cause"]).to_pandas()
     keep = gate_relevant(frame, policy, phase)
     notable = table.filter(pa.array(keep)).to_pandas()
@@ -414,7 +444,7 @@ def _combine(
     # mapped); the new model's monthly revenue is not rebuilt by a scoped check.
     monthly = monthly.reindex(columns=list(MONTHLY_COLUMNS)).astype(MONTHLY_COLUMNS)
     monthly["new_total"] = pd.array([pd.NA] * len(monthly), dtype="Int64")
-    return ReconciliationResult(
+    result = ReconciliationResult(
         phase=phase,
         phase_name=str(baseline.summary.get("phase_name", "")) if part is None else part.phase_name,
         generated_at=pd.Timestamp(window.as_of),
@@ -435,6 +465,20 @@ def _combine(
         counts=counts,
         pricing_window=(window.as_of, window.start, window.end),
     )
+    return result, _diff(merged)
+
+
+def _diff(merged: Merged) -> FindingsDiff:
+    """The findings against the baseline's: only the re-reconciled customers' can differ."""
+    columns = list(DIFF_COLUMNS)
+    sub = compare_tables(merged.fresh.select(columns), merged.replaced.select(columns))
+    kept = merged.findings.num_rows - merged.fresh.num_rows
+    net = {}
+    for currency in sorted(set(merged.baseline_net) | set(sub.net)):
+        before = merged.baseline_net.get(currency, 0)
+        sub_before, sub_now = sub.net.get(currency, (0, 0))
+        net[currency] = (before, before - sub_before + sub_now)
+    return FindingsDiff(sub.changes, sub.unchanged + kept, net)
 
 
 def describe(scope: Scope, total_customers: int) -> str:
