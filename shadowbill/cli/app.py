@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from shadowbill.cli.catalog import catalog
 from shadowbill.cli.errors import InterruptibleGroup, user_errors
 from shadowbill.cli.migrate import migrate
 
@@ -476,6 +477,7 @@ def demo(customers: int, months: int, seed: int, out_dir: Path | None, migrate: 
 
 
 main.add_command(migrate)
+main.add_command(catalog)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -127,6 +127,7 @@ class ConversionContext:
     timezone: str = "UTC"
     naive: str = "localize"  # or "quarantine" (text inputs must carry a zone)
     currency: pd.Series | None = None  # each row's currency, for major_units/major_decimal
+    zones: pd.Series | None = None  # each row's IANA zone for naive values (timezone_from)
 
 
 def _exponents(currency: pd.Series) -> pa.Array:
@@ -199,18 +200,28 @@ def _timestamps(source: pd.Series, ctx: ConversionContext) -> ColumnResult:
             )
             return fails.result(pd.Series(pd.NaT, index=index, dtype="datetime64[us, UTC]"))
         local = pa.array(source.astype("datetime64[us]"), type=pa.timestamp("us"), from_pandas=True)
-        values = vp.localize(local, ctx.timezone)
+        zones, bad_zone = vp.zone_names(ctx.zones, ctx.timezone, len(source))
+        _unknown_zone(fails, naive & bad_zone, ctx, index)
+        values = vp.localize_zones(local, zones)
         fails.add(
             naive & vp.mask(pc.is_null(values)),
             "wrong_type",
             lambda at: (
-                text_or_empty(shown[at]) + f" does not exist or is ambiguous in {ctx.timezone}"
+                text_or_empty(shown[at])
+                + " does not exist or is ambiguous in "
+                + pd.Series(zones, index=index)[at].astype("string")
             ),
         )
         return fails.result(_series(values, index, "datetime64[us, UTC]"))
     text = vp.text_array(source)
     shown = pd.Series(pd.array(text, dtype="string"), index=index)
-    parsed = vp.parse_timestamp(text, ctx.timezone, refuse_naive=refuse)
+    zones, bad_zone = vp.zone_names(ctx.zones, ctx.timezone, len(source))
+    if ctx.zones is not None:
+        naive_rows = vp.mask(pc.match_substring_regex(text, vp.NAIVE))
+        _unknown_zone(fails, naive_rows & bad_zone, ctx, index)
+    parsed = vp.parse_timestamp(
+        text, ctx.timezone if ctx.zones is None else zones, refuse_naive=refuse
+    )
     fails.add(
         parsed.not_a_timestamp,
         "wrong_type",
@@ -229,6 +240,20 @@ def _timestamps(source: pd.Series, ctx: ConversionContext) -> ColumnResult:
         lambda at: text_or_empty(shown[at]) + f" does not exist or is ambiguous in {ctx.timezone}",
     )
     return fails.result(_series(parsed.values, index, "datetime64[us, UTC]"))
+
+
+def _unknown_zone(
+    fails: _Failures, rows: np.ndarray, ctx: ConversionContext, index: pd.Index
+) -> None:
+    """Rows whose ``timezone_from`` value is not an IANA zone name."""
+    if ctx.zones is None or not rows.any():
+        return
+    zones = ctx.zones
+
+    def why(at: pd.Index) -> pd.Series:
+        return "time zone " + text_or_empty(zones[at]) + " is not an IANA zone name"
+
+    fails.add(rows, "wrong_type", why)
 
 
 def _integers(source: pd.Series) -> tuple[pa.Array, np.ndarray]:
@@ -371,7 +396,7 @@ def convert_columns(
         currency = None
         if spec.type in MONEY_TYPES:
             currency = _currency_of(spec, results, frame)
-        ctx_col = ConversionContext(ctx.timezone, ctx.naive, currency)
+        ctx_col = ConversionContext(ctx.timezone, ctx.naive, currency, ctx.zones)
         results[column.name] = convert_column(source, spec, column, ctx_col, frame.index)
     return results
 
@@ -408,6 +433,11 @@ def check_source_columns(
     if spec.source_key is not None and spec.source_key not in have:
         at = where("tables", name, "source_key")
         raise ExtractSpecError(f"{at}: column {spec.source_key!r} is not in {spec.source_label}")
+    if spec.timezone_from is not None and spec.timezone_from not in have:
+        at = where("tables", name, "timezone_from")
+        raise ExtractSpecError(
+            f"{at}: column {spec.timezone_from!r} is not in {spec.source_label} (it has: {shown})"
+        )
 
 
 def convert_chunk(
@@ -418,7 +448,9 @@ def convert_chunk(
     ``offset`` is how many source rows came before this chunk (for "query row N" references).
     """
     frame = frame.reset_index(drop=True)
-    results = convert_columns(frame, spec.columns, table.columns, ConversionContext(timezone))
+    zones = frame[spec.timezone_from] if spec.timezone_from is not None else None
+    ctx = ConversionContext(timezone, zones=zones)
+    results = convert_columns(frame, spec.columns, table.columns, ctx)
     canonical = pd.DataFrame(
         {
             c.name: results[c.name].values

@@ -13,8 +13,10 @@ by the source. The ``single`` layout (one file per table) validates everything i
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from rich.progress import (
 from shadowbill.errors import ExtractSpecError, InputError, SnapshotError, SourceError
 from shadowbill.extract.conversions import check_source_columns, convert_chunk
 from shadowbill.extract.file_source import find_table_files, read_table_file
+from shadowbill.extract.source_rules import check_columns, exclude_rows, fold_events
 from shadowbill.extract.spec import ExtractSpec, TableSpec, load_extract_spec
 from shadowbill.extract.sql_source import MixedColumnTypes, SqlReader, mask_url
 from shadowbill.extract.streaming import StreamingValidation
@@ -114,24 +117,73 @@ def _read_sql_table(
     chunk_size: int,
     bar: _Bar,
     sink: Sink,
+    excluded: Counter[str],
 ) -> None:
-    """One canonical table from the database, converted chunk by chunk into ``sink``."""
-    sql = reader.select(table=tspec.table, query=tspec.query)
+    """One canonical table from the database, converted chunk by chunk into ``sink``.
+
+    Rows an ``exclude:`` rule or the fold leaves out are counted in ``excluded`` by reason.
+    """
+    sql = with_fragments(reader.select(table=tspec.table, query=tspec.query), spec)
     what = f"{tspec.source_label} (spec tables.{name})"
     task = bar.start(name, reader.count(sql) if bar.progress is not None else None)
+    chunks = reader.chunks(sql, chunk_size, what)
+    if tspec.fold is not None:  # an event log is folded whole: every event of a key together
+        chunks = iter(_folded(list(chunks), name, tspec, spec, excluded))
     try:
         offset = 0
-        for i, chunk in enumerate(reader.chunks(sql, chunk_size, what)):
+        for i, chunk in enumerate(chunks):
             if i == 0:
+                _check_rule_columns(chunk, name, tspec, spec)
                 check_source_columns(chunk, name, tspec, spec.locate)
+            bar.advance(task, len(chunk))
+            chunk, dropped = exclude_rows(chunk, tspec.exclude)
+            excluded.update(dropped)
             staged = convert_chunk(
                 chunk, TABLES[name], tspec, timezone=spec.timezone, offset=offset
             )
             sink(name, staged)
             offset += len(chunk)
-            bar.advance(task, len(chunk))
     finally:
         bar.finish(task)
+
+
+def with_fragments(sql: str, spec: ExtractSpec) -> str:
+    """The SELECT with the spec's shared ``with:`` fragments as common table expressions."""
+    if not spec.with_:
+        return sql
+    head = re.match(r"\s*with\s+", sql, flags=re.IGNORECASE)
+    if head:  # the query has its own WITH: the fragments come first, then its own
+        return f"WITH {spec.with_clause()},\n{sql[head.end() :]}"
+    return f"WITH {spec.with_clause()}\n{sql}"
+
+
+def _check_rule_columns(
+    chunk: pd.DataFrame, name: str, tspec: TableSpec, spec: ExtractSpec
+) -> None:
+    """The source columns that exclusions and folding name exist (errors name the spec key)."""
+    for i, rule in enumerate(tspec.exclude):
+        check_columns(chunk, list(rule.when), spec.locate("tables", name, "exclude", str(i)))
+
+
+def _folded(
+    chunks: list[pd.DataFrame],
+    name: str,
+    tspec: TableSpec,
+    spec: ExtractSpec,
+    excluded: Counter[str],
+) -> list[pd.DataFrame]:
+    """The event log read whole, its excluded rows left out, folded into validity rows."""
+    assert tspec.fold is not None
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    fold = tspec.fold
+    names = [fold.key, fold.at, *fold.order_by, *(fold.ends or {})]
+    check_columns(frame, names, spec.locate("tables", name, "fold"))
+    _check_rule_columns(frame, name, tspec, spec)
+    frame, dropped = exclude_rows(frame, tspec.exclude)
+    excluded.update(dropped)
+    folded, consumed = fold_events(frame, fold)
+    excluded.update(consumed)
+    return [folded]
 
 
 def _stream_database(
@@ -141,6 +193,7 @@ def _stream_database(
     bar: _Bar,
     sink: Sink,
     begin: Callable[[str], None],
+    excluded: dict[str, Counter[str]],
 ) -> None:
     """Every table the spec names, read from the database in canonical order into ``sink``."""
     with SqlReader(url) as reader:
@@ -149,16 +202,18 @@ def _stream_database(
             if tspec is None:
                 continue
             begin(name)
+            excluded[name] = Counter()
             try:
-                _read_sql_table(reader, name, tspec, spec, chunk_size, bar, sink)
+                _read_sql_table(reader, name, tspec, spec, chunk_size, bar, sink, excluded[name])
             except MixedColumnTypes:  # a SQLite column changes type between batches
                 reader.use_sqlalchemy()
                 begin(name)
-                _read_sql_table(reader, name, tspec, spec, chunk_size, bar, sink)
+                excluded[name] = Counter()
+                _read_sql_table(reader, name, tspec, spec, chunk_size, bar, sink, excluded[name])
 
 
 def _from_database(
-    url: str, spec: ExtractSpec, chunk_size: int, bar: _Bar
+    url: str, spec: ExtractSpec, chunk_size: int, bar: _Bar, excluded: dict[str, Counter[str]]
 ) -> dict[str, pd.DataFrame]:
     """Every table the spec names, read from the database (whole, in memory)."""
     parts: dict[str, list[pd.DataFrame]] = {}
@@ -166,7 +221,7 @@ def _from_database(
     def begin(name: str) -> None:
         parts[name] = []
 
-    _stream_database(url, spec, chunk_size, bar, lambda n, f: parts[n].append(f), begin)
+    _stream_database(url, spec, chunk_size, bar, lambda n, f: parts[n].append(f), begin, excluded)
     return {name: pd.concat(p, ignore_index=True) for name, p in parts.items() if p}
 
 
@@ -278,8 +333,9 @@ def _extract_in_memory(
     extra: dict[str, object],
 ) -> tuple[dict[str, TableCounts], pd.DataFrame]:
     """Read everything, validate it at once, write one file per table (format version 1)."""
+    excluded: dict[str, Counter[str]] = {}
     if spec is not None:
-        staged = _from_database(source, spec, chunk_size, bar)
+        staged = _from_database(source, spec, chunk_size, bar, excluded)
     else:
         staged = _from_folder(Path(source), bar)
     task = bar.start("validating", None)
@@ -287,11 +343,20 @@ def _extract_in_memory(
     bar.finish(task)
     task = bar.start("writing snapshot", None)
     snapshot = Snapshot(result.tables, result.quarantine)
-    write_snapshot(
-        snapshot, out_dir, source=masked, counts=result.counts, extra=extra, layout="single"
-    )
+    counts = _with_excluded(result.counts, excluded)
+    write_snapshot(snapshot, out_dir, source=masked, counts=counts, extra=extra, layout="single")
     bar.finish(task)
-    return result.counts, result.quarantine
+    return counts, result.quarantine
+
+
+def _with_excluded(
+    counts: dict[str, TableCounts], excluded: dict[str, Counter[str]]
+) -> dict[str, TableCounts]:
+    """Counts with the rows each table's spec excluded before staging."""
+    return {
+        name: c.with_excluded(excluded[name]) if excluded.get(name) else c
+        for name, c in counts.items()
+    }
 
 
 def _extract_streaming(
@@ -316,10 +381,11 @@ def _extract_streaming(
             f"{out_dir}: cannot write the snapshot ({exc.strerror or exc})"
         ) from None
     stream = StreamingValidation(work, group_rows=group_rows)
+    excluded: dict[str, Counter[str]] = {}
     finished = False
     try:
         if spec is not None:
-            _stream_database(source, spec, chunk_size, bar, stream.add, stream.begin)
+            _stream_database(source, spec, chunk_size, bar, stream.add, stream.begin, excluded)
         else:
             _stream_folder(Path(source), bar, stream.add, stream.begin)
         writer = SnapshotWriter(out_dir, "buckets")
@@ -327,14 +393,15 @@ def _extract_streaming(
         written = stream.finish(writer, lambda n: bar.advance(task, n))
         bar.finish(task)
         task = bar.start("writing snapshot", None)
-        writer.finish(written.quarantine, source=masked, counts=written.counts, extra=extra)
+        counts = _with_excluded(written.counts, excluded)
+        writer.finish(written.quarantine, source=masked, counts=counts, extra=extra)
         bar.finish(task)
         finished = True
     finally:
         stream.close()
         if not finished and created:
             _remove_if_empty(out_dir)
-    return written.counts, written.quarantine
+    return counts, written.quarantine
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -7,6 +7,7 @@ line and the key. Unknown canonical tables and columns are errors, not silently 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -131,6 +132,64 @@ def _column_form(value: Any) -> Any:
     return value
 
 
+_SQL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+Condition = dict[str, Any]
+
+
+def _condition_text(value: Any) -> Any:
+    """A condition ``{column: value or [values]}`` with every value as text (null stays null)."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError("expected a mapping of source column to a value or a list of values")
+    out: dict[str, list[str | None]] = {}
+    for column, wanted in value.items():
+        items = wanted if isinstance(wanted, list) else [wanted]
+        if not items or any(isinstance(v, dict | list) for v in items):
+            raise ValueError(f"{column}: expected a value or a list of values")
+        out[str(column)] = [None if v is None else scalar_text(v) for v in items]
+    return out
+
+
+class ExcludeSpec(BaseModel):
+    """Source rows left out on purpose: a condition and the reason they are counted under.
+
+    The condition is data, never code: every named source column must hold one of the
+    listed values (compared as text; ``null`` matches a missing value).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(min_length=1, max_length=200)
+    when: dict[str, list[str | None]]
+
+    _as_text = field_validator("when", mode="before")(
+        classmethod(lambda cls, v: _condition_text(v))
+    )
+
+
+class FoldSpec(BaseModel):
+    """An event log folded into validity rows: each event is in force until the next of its key.
+
+    Adds the source columns ``fold_valid_from`` (the event's time) and ``fold_valid_to``
+    (the next event's time for the same key, empty for the last). Events matching ``ends``
+    only close the row before them and are counted as excluded.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    at: str
+    order_by: list[str] = Field(default_factory=list)
+    ends: dict[str, list[str | None]] | None = None
+
+    _as_text = field_validator("ends", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _condition_text(v))
+    )
+
+
+FOLD_FROM = "fold_valid_from"
+FOLD_TO = "fold_valid_to"
+
+
 class TableSpec(BaseModel):
     """Where one canonical table's rows come from and how its columns are made."""
 
@@ -139,6 +198,9 @@ class TableSpec(BaseModel):
     table: str | None = None
     query: str | None = None
     source_key: str | None = None
+    timezone_from: str | None = None
+    exclude: list[ExcludeSpec] = Field(default_factory=list)
+    fold: FoldSpec | None = None
     columns: dict[str, ColumnSpec] = Field(default_factory=dict)
 
     @field_validator("columns", mode="before")
@@ -178,11 +240,12 @@ class CutoverSpec(BaseModel):
 class ExtractSpec(BaseModel):
     """A whole extract spec: source name, zone of naive timestamps, tables."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     source: str | None = None
     timezone: str = "UTC"
     chunk_size: int | None = Field(default=None, gt=0)
+    with_: dict[str, str] = Field(default_factory=dict, alias="with")
     tables: dict[str, TableSpec]
     cutover: CutoverSpec | None = None
     _doc: YamlDocument | None = PrivateAttr(default=None)
@@ -193,6 +256,22 @@ class ExtractSpec(BaseModel):
         if self._doc is None:
             return key
         return f"{self._doc.path}:{self._doc.line_of(tuple(keys))}: {key}"
+
+    @field_validator("with_")
+    @classmethod
+    def _fragment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, sql in value.items():
+            if not re.match(_SQL_NAME, name):
+                raise ValueError(f"fragment name {name!r} is not a plain SQL name")
+            if not sql.strip():
+                raise ValueError(f"fragment {name!r} is empty")
+        return value
+
+    def with_clause(self) -> str:
+        """The shared fragments as the start of a WITH clause (``a AS (...), b AS (...)``)."""
+        return ",\n".join(
+            f"{name} AS (\n{sql.strip().rstrip(';')}\n)" for name, sql in self.with_.items()
+        )
 
     @field_validator("timezone")
     @classmethod

@@ -31,7 +31,18 @@ def summary_tables(result: ExtractResult) -> list[Table]:
         reasons.add_row(reason, f"{n:,}", tables, REASONS.get(reason, ""))
     if not result.quarantine_by_reason:
         reasons.add_row("(none)", "0", "", "every row was kept")
-    return [counts, reasons]
+    excluded = [(n, c) for n, c in result.counts.items() if c.excluded]
+    if not excluded:
+        return [counts, reasons]
+    left_out = Table(
+        title="Excluded on purpose by the spec (rows in = out + quarantined + excluded)"
+    )
+    for name in ("table", "reason", "rows"):
+        left_out.add_column(name, justify="right" if name == "rows" else "left")
+    for name, c in excluded:
+        for reason, n in c.excluded_by_reason:
+            left_out.add_row(name, reason, f"{n:,}")
+    return [counts, reasons, left_out]
 
 
 def print_summary(result: ExtractResult, console: Console | None = None) -> None:

@@ -9,6 +9,7 @@ reason, so callers quarantine rows instead of raising. Amounts are read on their
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,7 @@ _SCIENTIFIC = r"^(?P<sign>[+-]?)(?P<int>\d+)(?:\.(?P<frac>\d+))?E(?P<exp>-\d{1,2
 _THOUSANDS = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"
 _DATE_TIME = r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
 _ZONED = _DATE_TIME + r"\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-_NAIVE = _DATE_TIME + "$"
+NAIVE = _DATE_TIME + "$"
 _MAX_DIGITS = 18  # int64 holds every 18-digit integer
 _EPOCH_SECONDS = (-62_135_596_800, 253_402_300_799)  # 0001-01-01 .. 9999-12-31
 _TRUE = ["1", "true", "t", "yes", "y"]
@@ -230,12 +231,47 @@ def localize(naive: pa.Array, timezone: str) -> pa.Array:
         return pa.array(local.dt.tz_convert("UTC"), type=TS_UTC, from_pandas=True)
 
 
-def parse_timestamp(text: pa.Array, timezone: str, *, refuse_naive: bool) -> TimestampParse:
-    """ISO-8601 text to UTC; naive values take ``timezone`` unless ``refuse_naive``."""
+def zone_names(zones: pd.Series | None, default: str, n: int) -> tuple[np.ndarray, Mask]:
+    """Each row's IANA zone name (``default`` where missing), and rows whose zone is unknown.
+
+    Names are checked with :mod:`zoneinfo` (the Python package's own data, never the
+    database's time-zone tables); an unknown name falls back to ``default`` and is flagged.
+    """
+    if zones is None:
+        return np.full(n, default, dtype=object), np.zeros(n, dtype=bool)
+    names = pd.Series(zones, copy=False).astype("string").str.strip()
+    names = names.mask(names == "").fillna(default)
+    bad = np.zeros(n, dtype=bool)
+    for name in names.unique():
+        try:
+            ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            bad |= (names == name).to_numpy(dtype=bool)
+    values = names.to_numpy(dtype=object)
+    values[bad] = default
+    return values, bad
+
+
+def localize_zones(naive: pa.Array, zones: np.ndarray) -> pa.Array:
+    """Naive local timestamps to UTC, each in its own row's zone (one pass per distinct zone)."""
+    distinct = pd.unique(zones)
+    if len(distinct) == 1:
+        return localize(naive, str(distinct[0]))
+    out = pa.nulls(len(naive), TS_UTC)
+    for zone in distinct:
+        rows = pa.array(zones == zone)
+        out = pc.if_else(rows, localize(naive, str(zone)), out)
+    return out
+
+
+def parse_timestamp(
+    text: pa.Array, timezone: str | np.ndarray, *, refuse_naive: bool
+) -> TimestampParse:
+    """ISO-8601 text to UTC; naive values take ``timezone`` (or each row's zone) unless refused."""
     # ISO-8601 is digits and punctuation plus T and Z: upper-case them, drop a space before Z.
     text = pc.replace_substring_regex(pc.utf8_upper(text), r"\s+(Z|[+-]\d{2}(?::?\d{2})?)$", r"\1")
     zoned = mask(pc.match_substring_regex(text, _ZONED))
-    naive = mask(pc.match_substring_regex(text, _NAIVE))
+    naive = mask(pc.match_substring_regex(text, NAIVE))
     present = mask(pc.is_valid(text))
     out = pa.nulls(len(text), TS_UTC)
     if zoned.any():
@@ -243,7 +279,10 @@ def parse_timestamp(text: pa.Array, timezone: str, *, refuse_naive: bool) -> Tim
     bad_local = np.zeros(len(text), dtype=bool)
     if naive.any() and not refuse_naive:
         local = _cast_or_pandas(pc.if_else(naive, text, _NULL_TEXT), utc=False)
-        as_utc = localize(local, timezone)
+        if isinstance(timezone, str):
+            as_utc = localize(local, timezone)
+        else:
+            as_utc = localize_zones(local, timezone)
         bad_local = naive & mask(pc.is_null(as_utc)) & mask(pc.is_valid(local))
         out = pc.if_else(pa.array(naive), as_utc, out)
     read = mask(pc.is_valid(out))

@@ -81,7 +81,7 @@ def once_ends(inputs: PricingInputs, steps: Cadence) -> IntArray:
     if not len(rows):
         return ends
     sub = d.sub[rows]
-    sub_steps = Cadence(steps.months[sub], steps.fixed_us[sub])
+    sub_steps = steps.take(sub)
     first = first_start_at_or_after(inputs.subs.anchor[sub], sub_steps, d.starts[rows])
     ends[rows] = first + 1
     return ends

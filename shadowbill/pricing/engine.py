@@ -78,7 +78,9 @@ def price(
     inputs = prepare(snapshot, catalog, text=text)
     end_us = timestamp_us(end if end is not None else default_end(snapshot))
     assert end_us is not None
-    steps, bad_interval = cadence(inputs.subs.interval, inputs.subs.interval_count)
+    steps, bad_interval = cadence(
+        inputs.subs.interval, inputs.subs.interval_count, inputs.subs.zone
+    )
     errors = [inputs.errors, _interval_errors(inputs, bad_interval)]
     excluded = inputs.excluded | bad_interval
     canceled = np.where(excluded, inputs.subs.anchor, inputs.subs.canceled)

@@ -9,6 +9,7 @@ in ``errors`` and left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ class Subscriptions:
     interval: pd.Series
     interval_count: pd.Series
     tax_rate: IntArray  # index into Catalog.tax_rates, -1 for none or tax exempt
+    zone: ObjArray | None = None  # the customer's IANA zone (None: every customer in UTC)
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,9 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
     subs_frame = subs_frame.reset_index(drop=True)
     customers = snapshot["customers"].drop_duplicates("customer_id")
     cust = subs_frame[["customer_id"]].merge(
-        customers[["customer_id", "country", "currency", "tax_exempt"]],
+        customers[["customer_id", "country", "currency", "tax_exempt"]].assign(
+            timezone=customers.get("timezone")
+        ),
         on="customer_id",
         how="left",
     )
@@ -197,6 +201,7 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
         interval=subs_frame["interval"],
         interval_count=subs_frame["interval_count"],
         tax_rate=tax_rate,
+        zone=_zones(cust["timezone"]),
     )
 
     # ---- items
@@ -366,3 +371,16 @@ def _discounts(
         products=products,
         label=_strings(label),
     )
+
+
+def _zones(timezone: pd.Series) -> ObjArray | None:
+    """Each subscription's customer zone (UTC where none or unknown); None when all are UTC."""
+    names = timezone.astype("string").str.strip().fillna("UTC")
+    for name in names.unique():
+        try:
+            ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            names = names.mask(names == name, "UTC")
+    if (names == "UTC").all():
+        return None
+    return np.asarray(names.to_numpy(dtype=object), dtype=object)

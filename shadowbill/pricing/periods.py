@@ -25,6 +25,7 @@ from shadowbill.pricing.calendar import (
 )
 
 BoolArray = npt.NDArray[np.bool_]
+ObjArray = npt.NDArray[np.object_]
 
 __all__ = ["DAY_US", "add_months", "civil_from_days", "days_from_civil", "months_between"]
 OPEN = np.iinfo(np.int64).max  # an open end (no valid_to, no cancellation)
@@ -58,18 +59,61 @@ def timestamp_us(value: pd.Timestamp | str | None) -> int | None:
 
 @dataclass(frozen=True)
 class Cadence:
-    """How each subscription steps: whole months per period, or a fixed length in µs."""
+    """How each subscription steps: whole months per period, or a fixed length in µs.
+
+    ``zone`` (IANA names, one per subscription; None: all UTC) makes the steps local: months
+    and days are added to the anchor's wall-clock time in the customer's zone, then turned
+    back into UTC, so a Los Angeles customer billed at local midnight stays at local midnight
+    across daylight-saving changes. Computed one zone at a time, never per row.
+    """
 
     months: IntArray  # months per period (0 when the interval is day or week)
     fixed_us: IntArray  # microseconds per period (0 when the interval is month or year)
+    zone: ObjArray | None = None
 
     def step(self, anchor_us: IntArray, k: IntArray) -> IntArray:
         """The start of period ``k`` from ``anchor`` (clamped month arithmetic)."""
-        by_month = add_months(anchor_us, k * self.months)
-        return np.where(self.months > 0, by_month, anchor_us + k * self.fixed_us)
+        out = self._step_wall(anchor_us, k, self.months, self.fixed_us)
+        if self.zone is None:
+            return out
+        for name in pd.unique(self.zone):
+            if name == "UTC":
+                continue
+            rows = self.zone == name
+            local = utc_to_wall(anchor_us[rows], str(name))
+            stepped = self._step_wall(local, k[rows], self.months[rows], self.fixed_us[rows])
+            out[rows] = wall_to_utc(stepped, str(name))
+        return out
+
+    @staticmethod
+    def _step_wall(anchor: IntArray, k: IntArray, months: IntArray, fixed: IntArray) -> IntArray:
+        by_month = add_months(anchor, k * months)
+        return np.asarray(np.where(months > 0, by_month, anchor + k * fixed), dtype=np.int64)
+
+    def take(self, index: IntArray | BoolArray) -> Cadence:
+        """The cadences of some subscriptions (an index or mask)."""
+        zone = None if self.zone is None else self.zone[index]
+        return Cadence(self.months[index], self.fixed_us[index], zone)
 
 
-def cadence(interval: pd.Series, interval_count: pd.Series) -> tuple[Cadence, BoolArray]:
+def utc_to_wall(ts_us: IntArray, zone: str) -> IntArray:
+    """UTC instants as wall-clock microseconds in ``zone`` (a naive local time)."""
+    stamps = pd.to_datetime(np.asarray(ts_us, dtype=np.int64), unit="us", utc=True)
+    wall = stamps.tz_convert(zone).tz_localize(None).as_unit("us")
+    return np.asarray(wall.asi8, dtype=np.int64)
+
+
+def wall_to_utc(wall_us: IntArray, zone: str) -> IntArray:
+    """Wall-clock microseconds in ``zone`` as UTC instants (a time skipped by DST moves forward,
+    a repeated one takes its first occurrence)."""
+    stamps = pd.to_datetime(np.asarray(wall_us, dtype=np.int64), unit="us")
+    local = stamps.tz_localize(zone, ambiguous=True, nonexistent="shift_forward")
+    return np.asarray(local.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+
+
+def cadence(
+    interval: pd.Series, interval_count: pd.Series, zone: ObjArray | None = None
+) -> tuple[Cadence, BoolArray]:
     """Each subscription's cadence, and a mask of intervals that are not day/week/month/year."""
     unit = interval.astype("string").str.lower().fillna("").to_numpy(dtype=object)
     count = interval_count.astype("Int64").fillna(1).to_numpy(dtype=np.int64)
@@ -78,7 +122,7 @@ def cadence(interval: pd.Series, interval_count: pd.Series) -> tuple[Cadence, Bo
     fixed = np.select([unit == "day", unit == "week"], [count * DAY_US, count * 7 * DAY_US], 0)
     bad = (months == 0) & (fixed == 0)
     fixed = np.where(bad, DAY_US, fixed)
-    steps = Cadence(months=months.astype(np.int64), fixed_us=fixed.astype(np.int64))
+    steps = Cadence(months=months.astype(np.int64), fixed_us=fixed.astype(np.int64), zone=zone)
     return steps, np.asarray(bad, dtype=bool)
 
 
@@ -147,14 +191,14 @@ def billing_periods(
     sub = np.repeat(np.arange(n_subs, dtype=np.int64), count)
     first = np.cumsum(count) - count
     k = k0[sub] + np.arange(total, dtype=np.int64) - np.repeat(first, count)
-    sub_steps = Cadence(steps.months[sub], steps.fixed_us[sub])
+    sub_steps = steps.take(sub)
     anchor = anchor_us[sub]
     start = sub_steps.step(anchor, k)
     keep = start < limit[sub]
     if start_us is not None:
         keep &= start >= start_us
     sub, k, start, anchor = sub[keep], k[keep], start[keep], anchor[keep]
-    sub_steps = Cadence(steps.months[sub], steps.fixed_us[sub])
+    sub_steps = steps.take(sub)
     natural_end = sub_steps.step(anchor, k + 1)
     end = np.minimum(natural_end, canceled_us[sub])
     keep = end <= end_us

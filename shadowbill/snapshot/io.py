@@ -67,16 +67,30 @@ _BUCKET_FILE = re.compile(r"b(\d{3})\.parquet")
 
 @dataclass(frozen=True)
 class TableCounts:
-    """Rows one canonical table received, kept and quarantined (``rows_in = rows_out + quarantined``)."""
+    """Rows one canonical table received, kept, quarantined and excluded on purpose.
+
+    ``rows_in = rows_out + quarantined + excluded``; ``excluded_by_reason`` names the spec's
+    reasons (``exclude:`` rules, events folded away).
+    """
 
     rows_in: int
     rows_out: int
     quarantined: int
+    excluded: int = 0
+    excluded_by_reason: tuple[tuple[str, int], ...] = ()
 
     @property
     def conserved(self) -> bool:
-        """True when every row received is either kept or quarantined."""
-        return self.rows_in == self.rows_out + self.quarantined
+        """True when every row received is kept, quarantined or excluded (and reasons add up)."""
+        by_reason = sum(n for _, n in self.excluded_by_reason)
+        reasons_ok = by_reason == self.excluded or not self.excluded_by_reason
+        return self.rows_in == self.rows_out + self.quarantined + self.excluded and reasons_ok
+
+    def with_excluded(self, by_reason: Mapping[str, int]) -> TableCounts:
+        """These counts plus rows excluded before staging (they were never staged)."""
+        n = sum(by_reason.values())
+        reasons = tuple(sorted((str(k), int(v)) for k, v in by_reason.items() if v))
+        return TableCounts(self.rows_in + n, self.rows_out, self.quarantined, n, reasons)
 
 
 def mask_password(text: str) -> str:
@@ -269,6 +283,9 @@ class SnapshotWriter:
                 "rows_out": c.rows_out,
                 "quarantined": c.quarantined,
             }
+            if c.excluded:
+                entry["excluded"] = c.excluded
+                entry["excluded_by_reason"] = dict(c.excluded_by_reason)
             if self._bucketed(name):
                 files = sorted(self._files[name], key=lambda f: int(f["bucket"]))
                 entry["sha256"] = _digest({f["file"]: f["sha256"] for f in files})
@@ -322,7 +339,8 @@ def _checked_counts(
         if not given.conserved or given.rows_out != out or given.quarantined != held:
             raise SnapshotError(
                 f"table {name}: counts do not add up (in {given.rows_in}, out {given.rows_out},"
-                f" quarantined {given.quarantined}; frame has {out}, quarantine has {held})"
+                f" quarantined {given.quarantined}, excluded {given.excluded};"
+                f" frame has {out}, quarantine has {held})"
             )
     return checked
 

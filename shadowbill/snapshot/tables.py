@@ -83,6 +83,7 @@ CUSTOMERS = Table(
         Column("segment", STR, enum=SEGMENTS),
         Column("created_at", TS),
         Column("tax_exempt", BOOL),
+        Column("timezone", STR, required=False),  # IANA name; billing dates are local there
     ),
     key=("customer_id",),
 )

@@ -51,7 +51,7 @@ def _seconds(us: int) -> int:
 
 
 def _take(steps: Cadence, index: IntArray) -> Cadence:
-    return Cadence(months=steps.months[index], fixed_us=steps.fixed_us[index])
+    return steps.take(index)
 
 
 def _last_start_at_or_before(anchor_us: IntArray, steps: Cadence, moment_us: IntArray) -> IntArray:

@@ -42,6 +42,7 @@ def snapshot() -> Snapshot:
                 ["2024-01-01T00:00:00Z", "2024-01-02T03:04:05.123456Z"], format="ISO8601"
             ),
             "tax_exempt": [False, True],
+            "timezone": [None, "Asia/Tokyo"],
         }
     ).astype({c.name: pandas_dtype(c.type) for c in TABLES["customers"].columns})
     subs = empty_frame(TABLES["subscriptions"])
