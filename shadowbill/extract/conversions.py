@@ -396,9 +396,45 @@ def convert_columns(
         currency = None
         if spec.type in MONEY_TYPES:
             currency = _currency_of(spec, results, frame)
-        ctx_col = ConversionContext(ctx.timezone, ctx.naive, currency, ctx.zones)
-        results[column.name] = convert_column(source, spec, column, ctx_col, frame.index)
+        zones = frame[spec.timezone_from] if spec.timezone_from is not None else ctx.zones
+        ctx_col = ConversionContext(ctx.timezone, ctx.naive, currency, zones)
+        result = convert_column(source, spec, column, ctx_col, frame.index)
+        if spec.date_in_zone is not None or spec.date_in_zone_from is not None:
+            day_zones = (
+                frame[spec.date_in_zone_from] if spec.date_in_zone_from is not None else None
+            )
+            result = _local_day_start(result, day_zones, spec.date_in_zone or ctx.timezone)
+        results[column.name] = result
     return results
+
+
+def _local_day_start(result: ColumnResult, zones: pd.Series | None, default: str) -> ColumnResult:
+    """UTC instants moved to the start of their local day (each row's zone; one pass per zone).
+
+    Legacy engines bill on local dates while storing event times with a time of day; this
+    puts both on the same local midnight (a time skipped by DST moves forward).
+    """
+    values = result.values
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return result
+    names, bad = vp.zone_names(zones, default, len(values))
+    out = values.copy()
+    for zone in pd.unique(names):
+        rows = names == zone
+        local = values[rows].dt.tz_convert(str(zone))
+        midnight = local.dt.tz_localize(None).dt.normalize()
+        out[rows] = midnight.dt.tz_localize(
+            str(zone), ambiguous=True, nonexistent="shift_forward"
+        ).dt.tz_convert("UTC")
+    fails = _Failures(values.index)
+    fails.add(result.failed, result.reason, result.detail)
+    if zones is not None:
+        fails.add(
+            bad & values.notna().to_numpy(),
+            "wrong_type",
+            lambda at: "time zone " + text_or_empty(zones[at]) + " is not an IANA zone name",
+        )
+    return fails.result(out.where(~fails.failed()).astype(values.dtype))
 
 
 def _currency_of(
@@ -433,6 +469,14 @@ def check_source_columns(
     if spec.source_key is not None and spec.source_key not in have:
         at = where("tables", name, "source_key")
         raise ExtractSpecError(f"{at}: column {spec.source_key!r} is not in {spec.source_label}")
+    for target, col in spec.columns.items():
+        for key in ("timezone_from", "date_in_zone_from"):
+            named = getattr(col, key)
+            if named is not None and named not in have:
+                at = where("tables", name, "columns", target)
+                raise ExtractSpecError(
+                    f"{at}: {key} column {named!r} is not in {spec.source_label} (it has: {shown})"
+                )
     if spec.timezone_from is not None and spec.timezone_from not in have:
         at = where("tables", name, "timezone_from")
         raise ExtractSpecError(

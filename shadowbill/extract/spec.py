@@ -77,6 +77,9 @@ class ColumnSpec(BaseModel):
     currency: str | None = None
     currency_from: str | None = None
     null_if: list[Any] | None = None
+    timezone_from: str | None = None  # naive values of this column: local to the row's zone
+    date_in_zone: str | None = None  # truncate to the start of the local day in this zone ...
+    date_in_zone_from: str | None = None  # ... or in the zone a source column names
 
     @field_validator("map", mode="before")
     @classmethod
@@ -99,6 +102,13 @@ class ColumnSpec(BaseModel):
         money = self.type in ("major_units", "major_decimal")
         if money and (self.currency is None) == (self.currency_from is None):
             raise ValueError(f"type {self.type} needs exactly one of 'currency' or 'currency_from'")
+        if self.date_in_zone is not None and self.date_in_zone_from is not None:
+            raise ValueError("give at most one of 'date_in_zone' or 'date_in_zone_from'")
+        if self.date_in_zone is not None:
+            try:
+                ZoneInfo(self.date_in_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{self.date_in_zone!r} is not an IANA time zone") from None
         if not money and (self.currency or self.currency_from):
             raise ValueError(
                 "'currency'/'currency_from' only apply to major_units and major_decimal"

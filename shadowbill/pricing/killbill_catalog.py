@@ -7,8 +7,9 @@ phase names stored in ``subscription_events`` and ``invoice_items`` are the pric
 
 - a recurring price: ``<phase>`` (licensed, the billing period's interval);
 - a fixed price: ``<phase>-fixed`` (one-off, no recurrence);
-- a consumable usage section with tiered blocks: ``<phase>-<unit>`` (metered on meter
-  ``<unit>``; graduated tiers in minor units per unit, block size folded into the price).
+- a consumable usage section with tiered blocks: the usage section's name (unique in a
+  Kill Bill catalog, and what ``invoice_items.usage_name`` holds), metered on meter
+  ``<unit>``; graduated tiers in minor units per unit, block size folded into the price.
 
 The XML is parsed with defusedxml (no entities, no external references: catalog files can
 be hostile) and bounded in size. Amounts become minor units exactly, on their digits.
@@ -200,7 +201,7 @@ def convert(xml_text: str, *, name: str | None = None) -> dict[str, Any]:
                 unit, tiers = _tiers(usage, main, uwhere)
                 option = {c: {"tiers": t} for c, t in sorted(tiers.items()) if c != main}
                 price: dict[str, Any] = {
-                    "id": f"{phase_name}-{unit}",
+                    "id": usage.get("name") or f"{phase_name}-{unit}",
                     "product": product,
                     "nickname": f"{plan_name} {kind} {unit}",
                     "currency": main,
@@ -227,7 +228,7 @@ def convert(xml_text: str, *, name: str | None = None) -> dict[str, Any]:
             "proration": "days",
             "rounding": "half_up",
             "discount_rounding": "per_invoice",
-            "tax_rounding": "per_invoice",
+            "tax_rounding": "per_line",  # a tax plugin taxes each item
         },
         "products": products,
         "prices": prices,
@@ -253,7 +254,7 @@ def import_catalog(
     data["tax_rates"] = list(tax_rates or [])
     header = (
         f"# Converted by `shadowbill catalog import --from killbill` from {Path(xml_path).name}.\n"
-        "# Price ids are Kill Bill phase names (<phase>, <phase>-fixed, <phase>-<unit>).\n"
+        "# Price ids are Kill Bill phase names (<phase>, <phase>-fixed) and usage names.\n"
     )
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     Path(out_path).write_text(header + body, encoding="utf-8")
