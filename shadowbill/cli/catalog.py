@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from shadowbill.cli.errors import user_errors
+from shadowbill.cli.errors import InterruptibleGroup, user_errors
 from shadowbill.errors import CatalogError
 
 _TAX = re.compile(r"^(?P<country>[A-Za-z]{2})=(?P<pct>\d+(?:\.\d+)?)$")
 
 
-@click.group()
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def catalog() -> None:
     """Catalogs: import another engine's price book as a legacy catalog YAML."""
 

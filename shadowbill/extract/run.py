@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +36,7 @@ from rich.progress import (
 from shadowbill.errors import ExtractSpecError, InputError, SnapshotError, SourceError
 from shadowbill.extract.conversions import check_source_columns, convert_chunk
 from shadowbill.extract.file_source import find_table_files, read_table_file
+from shadowbill.extract.period_boundaries import boundary_warnings
 from shadowbill.extract.source_rules import check_columns, exclude_rows, fold_events
 from shadowbill.extract.spec import ExtractSpec, TableSpec, load_extract_spec
 from shadowbill.extract.sql_source import MixedColumnTypes, SqlReader, mask_url
@@ -70,6 +71,7 @@ class ExtractResult:
     elapsed_seconds: float
     fingerprint: str
     layout: str = "buckets"
+    warnings: dict[str, int] = field(default_factory=dict)  # e.g. usage_off_period_boundary
 
 
 class _Bar:
@@ -296,12 +298,12 @@ def extract(
         )
     with _progress(progress) as bar:
         if layout == "single":
-            counts, quarantine = _extract_in_memory(
+            counts, quarantine, warnings = _extract_in_memory(
                 source, masked, spec, chunk_size, bar, out_dir, extra
             )
         else:
             rows = group_rows if group_rows is not None else max(4 * chunk_size, MIN_GROUP_ROWS)
-            counts, quarantine = _extract_streaming(
+            counts, quarantine, warnings = _extract_streaming(
                 source, masked, spec, chunk_size, rows, bar, out_dir, extra
             )
     by_reason = {
@@ -320,6 +322,7 @@ def extract(
         elapsed_seconds=time.perf_counter() - started,
         fingerprint=snapshot_fingerprint(out_dir, verify=False),
         layout=layout,
+        warnings=warnings,
     )
 
 
@@ -331,7 +334,7 @@ def _extract_in_memory(
     bar: _Bar,
     out_dir: Path,
     extra: dict[str, object],
-) -> tuple[dict[str, TableCounts], pd.DataFrame]:
+) -> tuple[dict[str, TableCounts], pd.DataFrame, dict[str, int]]:
     """Read everything, validate it at once, write one file per table (format version 1)."""
     excluded: dict[str, Counter[str]] = {}
     if spec is not None:
@@ -344,9 +347,18 @@ def _extract_in_memory(
     task = bar.start("writing snapshot", None)
     snapshot = Snapshot(result.tables, result.quarantine)
     counts = _with_excluded(result.counts, excluded)
+    warnings = boundary_warnings(result.tables)
+    extra = _with_warnings(extra, warnings)
     write_snapshot(snapshot, out_dir, source=masked, counts=counts, extra=extra, layout="single")
     bar.finish(task)
-    return counts, result.quarantine
+    return counts, result.quarantine, warnings
+
+
+def _with_warnings(extra: dict[str, object], warnings: dict[str, int]) -> dict[str, object]:
+    """The manifest's extra keys plus the warnings counted, when there are any."""
+    if not any(warnings.values()):
+        return extra
+    return {**extra, "warnings": dict(sorted(warnings.items()))}
 
 
 def _with_excluded(
@@ -368,7 +380,7 @@ def _extract_streaming(
     bar: _Bar,
     out_dir: Path,
     extra: dict[str, object],
-) -> tuple[dict[str, TableCounts], pd.DataFrame]:
+) -> tuple[dict[str, TableCounts], pd.DataFrame, dict[str, int]]:
     """Spill the source by bucket, then validate and write a group of buckets at a time."""
     created = not out_dir.exists()
     work = out_dir / SPILL_DIR
@@ -394,6 +406,7 @@ def _extract_streaming(
         bar.finish(task)
         task = bar.start("writing snapshot", None)
         counts = _with_excluded(written.counts, excluded)
+        extra = _with_warnings(extra, written.warnings)
         writer.finish(written.quarantine, source=masked, counts=counts, extra=extra)
         bar.finish(task)
         finished = True
@@ -401,7 +414,7 @@ def _extract_streaming(
         stream.close()
         if not finished and created:
             _remove_if_empty(out_dir)
-    return counts, written.quarantine
+    return counts, written.quarantine, written.warnings
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shadowbill.errors import InputError
+from shadowbill.extract.period_boundaries import boundary_warnings
 from shadowbill.extract.quarantine import REASON, empty_quarantine, split_staged
 from shadowbill.extract.spill import (
     BUCKET,
@@ -57,6 +58,7 @@ class StreamedSnapshot:
 
     counts: dict[str, TableCounts]
     quarantine: pd.DataFrame
+    warnings: dict[str, int] = field(default_factory=dict)  # period_boundaries.WARNINGS
 
 
 class StreamingValidation:
@@ -120,6 +122,7 @@ class StreamingValidation:
         elsewhere = self._elsewhere()
         counts = {name: TableCounts(0, 0, 0) for name in TABLES}
         quarantine: list[pd.DataFrame] = []
+        warnings: dict[str, int] = {}
         # Shared tables name no other table and no table names them: they are validated
         # whole, along with the first group.
         shared = {n: pd.concat(p, ignore_index=True) for n, p in self._shared.items() if p}
@@ -130,6 +133,9 @@ class StreamingValidation:
                 frames = {name: spill.read(group) for name, spill in self.spills.items()}
                 frames = validate_staged(frames | shared, typed=True, elsewhere=elsewhere)
                 kept = _split(frames, names, counts, quarantine)
+                # a customer's rows share a bucket: boundaries are judged within the group
+                for name, n in boundary_warnings(_kept_frames(frames)).items():
+                    warnings[name] = warnings.get(name, 0) + n
                 shared, names, frames = {}, list(self.spills), {}
                 if writing is not None:
                     writing.result()  # the previous group is written (or its error raised)
@@ -138,7 +144,7 @@ class StreamingValidation:
                     advance(len(group))
             if writing is not None:
                 writing.result()
-        return StreamedSnapshot(counts, _in_snapshot_order(quarantine))
+        return StreamedSnapshot(counts, _in_snapshot_order(quarantine), warnings)
 
     def _elsewhere(self) -> Elsewhere:
         """The facts of the whole source that checks spanning customers need in every group."""
@@ -226,6 +232,12 @@ def _split(
             c.rows_in + len(frame), c.rows_out + len(clean), c.quarantined + len(rejected)
         )
     return kept
+
+
+def _kept_frames(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The rows of validated frames that are kept (no quarantine reason)."""
+    names = ("customers", "subscriptions", "usage", "invoices")
+    return {n: frames[n][frames[n][REASON].isna()] for n in names if n in frames}
 
 
 def _write_kept(writer: SnapshotWriter, kept: Mapping[str, pa.Table]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from shadowbill.extract.period_boundaries import WARNING_ROWS
 from shadowbill.extract.quarantine import REASONS
 from shadowbill.extract.run import ExtractResult
 
@@ -50,6 +51,13 @@ def print_summary(result: ExtractResult, console: Console | None = None) -> None
     console = console or Console()
     for table in summary_tables(result):
         console.print(table)
+    for name, n in result.warnings.items():
+        if n:
+            console.print(
+                f"warning: {n:,} {WARNING_ROWS.get(name, name)} start on no billing period"
+                " boundary of their subscription (check time zones and time of day:"
+                " docs/extract-spec.md); price will not pair or price them"
+            )
     console.print(
         f"snapshot {result.out_dir} fingerprint {result.fingerprint[:16]}"
         f" ({result.elapsed_seconds:.1f} s)"

@@ -113,12 +113,19 @@ def bucket_file(table: str, bucket: int) -> str:
 
 
 def to_arrow(frame: pd.DataFrame, table: Table) -> pa.Table:
-    """A frame as an Arrow table with exactly the pinned schema and no pandas metadata."""
-    missing = [c for c in table.column_names if c not in frame.columns]
+    """A frame as an Arrow table with exactly the pinned schema and no pandas metadata.
+
+    An optional column the frame lacks (one added to the contract after the frame's code
+    was written, such as ``customers.timezone``) is written empty; a required one is an error.
+    """
+    missing = [c.name for c in table.columns if c.name not in frame.columns and c.required]
     if missing:
         raise SnapshotError(f"table {table.name} lacks column(s) {', '.join(missing)}")
     arrays = [
-        pa.array(frame[c], type=table.column(c).type, from_pandas=True) for c in table.column_names
+        pa.array(frame[c.name], type=c.type, from_pandas=True)
+        if c.name in frame.columns
+        else pa.nulls(len(frame), c.type)
+        for c in table.columns
     ]
     for col, arr in zip(table.columns, arrays, strict=True):
         if col.required and arr.null_count:
