@@ -13,6 +13,8 @@ import click
 from shadowbill.cli.catalog import catalog
 from shadowbill.cli.errors import InterruptibleGroup, user_errors
 from shadowbill.cli.migrate import migrate
+from shadowbill.cli.output_option import OUTPUT, shown
+from shadowbill.output_urls import output_folder
 
 if TYPE_CHECKING:
     from shadowbill.reconcile.run import Options
@@ -42,8 +44,8 @@ def main() -> None:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Snapshot folder to write.",
+    type=OUTPUT,
+    help="Snapshot folder to write, or an fsspec URL (s3://bucket/prefix) uploaded when complete.",
 )
 @click.option(
     "--chunk-size", default=200_000, show_default=True, help="Rows read from the source per chunk."
@@ -75,7 +77,7 @@ def main() -> None:
 def extract(
     source: str,
     spec_path: Path | None,
-    out_dir: Path,
+    out_dir: Path | str,
     chunk_size: int,
     layout: str,
     quiet: bool,
@@ -86,38 +88,39 @@ def extract(
     from shadowbill.extract.run import extract as run_extract
     from shadowbill.extract.summary import print_summary
 
-    if source.startswith("stripe:"):
-        from shadowbill.extract.stripe_source import extract_stripe, stripe_client
+    with output_folder(out_dir) as local:
+        if source.startswith("stripe:"):
+            from shadowbill.extract.stripe_source import extract_stripe, stripe_client
 
-        customers = None
-        if customers_file is not None:
-            customers = [ln.strip() for ln in customers_file.read_text("utf-8").splitlines()]
-            customers = [c for c in customers if c and c != "customer_id"]
-        base = source[len("stripe:") :] or None
-        result, stats = extract_stripe(
-            out_dir,
-            client=stripe_client(base),
-            created_since=created_since,
-            customers=customers,
+            customers = None
+            if customers_file is not None:
+                customers = [ln.strip() for ln in customers_file.read_text("utf-8").splitlines()]
+                customers = [c for c in customers if c and c != "customer_id"]
+            base = source[len("stripe:") :] or None
+            result, stats = extract_stripe(
+                local,
+                client=stripe_client(base),
+                created_since=created_since,
+                customers=customers,
+                progress=not quiet,
+                label="stripe:" + ("" if base is None else base),
+            )
+            if not quiet:
+                print_summary(result)
+                click.echo(
+                    f"Stripe: {stats.total_requests:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(stats.objects.items()))} objects)"
+                )
+            return
+        result = run_extract(
+            source,
+            spec_path,
+            local,
+            chunk_size=chunk_size,
+            layout="single" if layout == "single" else "buckets",
             progress=not quiet,
-            label="stripe:" + ("" if base is None else base),
         )
         if not quiet:
             print_summary(result)
-            click.echo(
-                f"Stripe: {stats.total_requests:,} requests ({', '.join(f'{k} {v:,}' for k, v in sorted(stats.objects.items()))} objects)"
-            )
-        return
-    result = run_extract(
-        source,
-        spec_path,
-        out_dir,
-        chunk_size=chunk_size,
-        layout="single" if layout == "single" else "buckets",
-        progress=not quiet,
-    )
-    if not quiet:
-        print_summary(result)
 
 
 @main.command("demo-data")
@@ -180,8 +183,8 @@ def demo_data(customers: int, months: int, seed: int, out_path: Path) -> None:
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for invoices and invoice_lines.",
+    type=OUTPUT,
+    help="Folder for invoices and invoice_lines, or an fsspec URL (s3://...).",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
@@ -192,15 +195,16 @@ def price(
     catalog_path: Path,
     start: str | None,
     end: str | None,
-    out_dir: Path,
+    out_dir: Path | str,
     fmt: str,
 ) -> None:
     """Recompute every invoice of a snapshot under a catalog."""
     from shadowbill.pricing.run import price_to_files
 
-    written = price_to_files(snapshot_dir, catalog_path, out_dir, start=start, end=end, fmt=fmt)
+    with output_folder(out_dir) as local:
+        written = price_to_files(snapshot_dir, catalog_path, local, start=start, end=end, fmt=fmt)
     for path in written:
-        click.echo(str(path))
+        click.echo(shown(path, local, out_dir))
 
 
 def _reconcile_options(func: F) -> F:
@@ -301,8 +305,8 @@ def _run_options(
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for report.html, findings.*, summary.json, junit.xml.",
+    type=OUTPUT,
+    help="Folder for report.html, findings.*, summary.json, junit.xml, or an fsspec URL (s3://...).",
 )
 @user_errors
 def reconcile(
@@ -315,7 +319,7 @@ def reconcile(
     workers: int,
     dask_address: str | None,
     work_dir: Path | None,
-    out_dir: Path,
+    out_dir: Path | str,
 ) -> None:
     """Reconcile a rollout phase and write the finance report and findings."""
     from shadowbill.reconcile.progress_bar import partition_progress
@@ -328,10 +332,11 @@ def reconcile(
         result = reconcile_files(
             snapshot_dir, rollout_path, phase, policy_path, options=options, progress=tick
         )
-    written = write_reports(result, out_dir)
+    with output_folder(out_dir) as local:
+        written = write_reports(result, local)
     print_terminal_summary(result)
     for name, path in written.items():
-        click.echo(f"{name:>10}  {path}")
+        click.echo(f"{name:>10}  {shown(path, local, out_dir)}")
 
 
 def _file_option(name: str, dest: str, help_text: str, *, exists: bool = True) -> Callable[[F], F]:

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import click
 
 from shadowbill.cli.errors import InterruptibleGroup, user_errors
+from shadowbill.cli.output_option import OUTPUT, shown
+from shadowbill.output_urls import output_folder
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEDGER_HELP = "Ledger database URL (default: $SHADOWBILL_LEDGER_URL, else .shadowbill/ledger.db)."
@@ -500,8 +502,8 @@ def watch(batch_id: str, actual_dir: Path, legacy_dir: Path | None, ledger_url: 
     "--out",
     "out_dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for handover.csv and handover.parquet.",
+    type=OUTPUT,
+    help="Folder for handover.csv and handover.parquet, or an fsspec URL (s3://...).",
 )
 @click.option(
     "--actual",
@@ -512,15 +514,19 @@ def watch(batch_id: str, actual_dir: Path, legacy_dir: Path | None, ledger_url: 
 )
 @_ledger_option
 @user_errors
-def handover(batch_id: str, out_dir: Path, actual_dir: Path | None, ledger_url: str | None) -> None:
+def handover(
+    batch_id: str, out_dir: Path | str, actual_dir: Path | None, ledger_url: str | None
+) -> None:
     """Write the legacy-to-Stripe id mapping of a cut-over batch for a CRM and an accounting system."""
     from shadowbill.migrate.handover import handover_frame, write_handover
 
     with _opened(ledger_url) as ledger:
         frame = handover_frame(ledger, batch_id, stripe_snapshot=actual_dir)
-    files = write_handover(frame, out_dir)
+    with output_folder(out_dir) as local:
+        files = write_handover(frame, local)
     click.echo(
-        f"batch {batch_id}: {files.rows} row(s) in {files.csv_path} and {files.parquet_path}"
+        f"batch {batch_id}: {files.rows} row(s) in {shown(files.csv_path, local, out_dir)} and "
+        f"{shown(files.parquet_path, local, out_dir)}"
     )
 
 
