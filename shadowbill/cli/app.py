@@ -410,6 +410,7 @@ def check(
     """Gate a rollout phase for CI: exit 0 when it passes, 1 when it fails, 2 on unusable input."""
     from dataclasses import replace
 
+    from shadowbill.output_folder import StagedFolder
     from shadowbill.reconcile.baseline import write_results
     from shadowbill.reconcile.check import BaseConfig, run_check
     from shadowbill.reports.junit import write_junit
@@ -441,8 +442,10 @@ def check(
     )
     result = outcome.result
     if out_dir is not None:
-        write_results(result, out_dir, projection_months=projection_months)
-        write_summary(result, out_dir / "summary.json")
+        with StagedFolder(out_dir) as staged:  # a later --baseline never reads half a run
+            write_results(result, staged.path, projection_months=projection_months)
+            write_summary(result, staged.path / "summary.json")
+            staged.publish()
     if junit_path is not None:
         write_junit(result, junit_path)
     if json_path is not None:

@@ -12,6 +12,7 @@ from shadowbill.ledger import Ledger
 from shadowbill.ledger import states as st
 from shadowbill.migrate.batch_files import (
     GATE_FILE,
+    require_plan_files,
     write_csv,
 )
 from shadowbill.migrate.batch_inputs import (
@@ -62,6 +63,7 @@ def gate_batch(
         batch_id,
         {"snapshot_dir": snapshot_dir, "rollout_path": rollout_path, "policy_path": policy_path},
     )
+    require_plan_files(loaded.inputs.out_dir, batch_id)
     ids = loaded.subscriptions["subscription_id"]
     result = reconcile_phase(
         restrict(loaded.snapshot, ids),

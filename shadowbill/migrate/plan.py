@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from shadowbill.errors import (
     MigrationError,
 )
 from shadowbill.ledger import Ledger, LedgerError
+from shadowbill.ledger import states as st
 from shadowbill.migrate.batch_files import (
     DEFAULT_BATCHES_DIR,
     FOLLOWUPS_FILE,
@@ -33,6 +37,7 @@ from shadowbill.migrate.batch_inputs import (
     restrict,
 )
 from shadowbill.migrate.batch_select import Selection, select_batch
+from shadowbill.output_folder import FolderTakenError, StagedFolder
 from shadowbill.reconcile.policy import load_policy
 from shadowbill.snapshot.fingerprints import (
     customer_fingerprints,
@@ -151,60 +156,105 @@ def plan_batch(
     )
     rows["customer_fingerprint"] = rows["customer_id"].map(fps_customers).astype(str)
 
+    if out_dir is not None:
+        _check_out_dir(ledger, Path(out_dir).resolve())
     for attempt in range(5):
         bid = batch_id or next_batch_id(ledger, phase)
         ops = build_operations(bplan, pinned, subset, batch_id=bid, subscription_ids=ids)
         folder = Path(out_dir) if out_dir is not None else Path(batches_dir) / bid
         folder = folder.resolve()
-        files = _write_plan_files(folder, ops, chosen)
-        fingerprints = {**base_fps, "operations": operations_fingerprint(ops)}
-        counts: dict[str, int] = {
-            k: n for k in KIND_ORDER if (n := sum(1 for o in ops if o.kind == k))
-        }
-        starts = facts["first_target_period_start"]
-        first = (
-            None if starts.empty else pd.Timestamp(starts.min()),
-            None if starts.empty else pd.Timestamp(starts.max()),
-        )
-        detail = {
-            "as_of": pd.Timestamp(plan.as_of).isoformat(),
-            "snapshot_dir": str(Path(snapshot_dir).resolve()),
-            "rollout_path": str(Path(rollout_path).resolve()),
-            "policy_path": str(Path(policy_path).resolve()) if policy_path else None,
-            "out_dir": str(folder),
-            "where": where,
-            "batch_size": batch_size,
-            "ranked_by_risk": rank_by_risk,
-            "pool": selection.pool_size,
-            "matched": selection.matched,
-            "customers": len(customers),
-            "operations": counts,
-            "first_target_period": [day_text(first[0]), day_text(first[1])],
-        }
-        try:
-            ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
-        except LedgerError as exc:
-            if batch_id is None and "already exists" in str(exc) and attempt < 4:
-                continue  # another planner took this id meanwhile: take the next one
-            raise
-        write_json(folder / PLAN_FILE, {"batch_id": bid, "phase": phase, **detail})
-        files["plan"] = folder / PLAN_FILE
-        followups = count_lines(files.get("followups"))
-        return PlanResult(
-            batch_id=bid,
-            phase=phase,
-            out_dir=folder,
-            selection=chosen,
-            pool_size=selection.pool_size,
-            matched=selection.matched,
-            operations=counts,
-            customers=len(customers),
-            first_period=first,
-            fingerprints=fingerprints,
-            files=files,
-            followups=followups,
-        )
+        # Staged beside the folder and published only once the ledger holds the batch: two
+        # planners never write into one folder, and a failed plan leaves no files.
+        with StagedFolder(folder, merge=False) as staged:
+            files = _write_plan_files(staged.path, ops, chosen)
+            fingerprints = {**base_fps, "operations": operations_fingerprint(ops)}
+            counts: dict[str, int] = {
+                k: n for k in KIND_ORDER if (n := sum(1 for o in ops if o.kind == k))
+            }
+            starts = facts["first_target_period_start"]
+            first = (
+                None if starts.empty else pd.Timestamp(starts.min()),
+                None if starts.empty else pd.Timestamp(starts.max()),
+            )
+            detail = {
+                "as_of": pd.Timestamp(plan.as_of).isoformat(),
+                "snapshot_dir": str(Path(snapshot_dir).resolve()),
+                "rollout_path": str(Path(rollout_path).resolve()),
+                "policy_path": str(Path(policy_path).resolve()) if policy_path else None,
+                "out_dir": str(folder),
+                "where": where,
+                "batch_size": batch_size,
+                "ranked_by_risk": rank_by_risk,
+                "pool": selection.pool_size,
+                "matched": selection.matched,
+                "customers": len(customers),
+                "operations": counts,
+                "first_target_period": [day_text(first[0]), day_text(first[1])],
+            }
+            try:
+                ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
+            except LedgerError as exc:
+                if batch_id is None and "already exists" in str(exc) and attempt < 4:
+                    continue  # another planner took this id meanwhile; its files go
+                raise
+            files["plan"] = write_json(
+                staged.path / PLAN_FILE, {"batch_id": bid, "phase": phase, **detail}
+            )
+            followups = count_lines(files.get("followups"))
+            _publish(ledger, staged, bid)
+            files = {name: staged.moved(path) for name, path in files.items()}
+            return PlanResult(
+                batch_id=bid,
+                phase=phase,
+                out_dir=folder,
+                selection=chosen,
+                pool_size=selection.pool_size,
+                matched=selection.matched,
+                operations=counts,
+                customers=len(customers),
+                first_period=first,
+                fingerprints=fingerprints,
+                files=files,
+                followups=followups,
+            )
     raise MigrationError(f"could not find a free batch id for phase {phase}")  # pragma: no cover
+
+
+def _check_out_dir(ledger: Ledger, folder: Path) -> None:
+    """Refuse an --out folder that holds the plan of a batch still live in the ledger."""
+    plan_file = folder / PLAN_FILE
+    if not plan_file.is_file():
+        return
+    try:
+        other = str(json.loads(plan_file.read_text(encoding="utf-8")).get("batch_id"))
+        status = ledger.batch(other).status
+    except (OSError, ValueError, AttributeError, LedgerError):
+        return
+    if status != st.ROLLED_BACK:
+        raise MigrationError(
+            f"--out {folder} holds the plan of batch {other} ({status}); give another folder "
+            "(each batch keeps its own)"
+        )
+
+
+def _publish(ledger: Ledger, staged: StagedFolder, bid: str) -> None:
+    """Move the staged files into place; a folder filled meanwhile withdraws the batch."""
+    folder = staged.final
+    aside: Path | None = None
+    if folder.is_dir() and any(folder.iterdir()):  # a rolled-back batch's plan: replace it
+        aside = folder.with_name(f".{folder.name}.replaced-{bid}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(folder, aside)
+    try:
+        staged.publish()
+    except (FolderTakenError, OSError) as exc:
+        reason = f"its plan files could not be published into {folder}: {exc}"
+        subs = ledger.subscriptions(bid)["subscription_id"].tolist()
+        ledger.transition(bid, subs, st.ROLLED_BACK, detail={"reason": reason})
+        ledger.set_batch_status(bid, st.ROLLED_BACK, detail={"reason": reason})
+        raise MigrationError(f"batch {bid} withdrawn: {reason}; plan again") from None
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _write_plan_files(folder: Path, ops: list[Operation], chosen: pd.DataFrame) -> dict[str, Path]:

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from shadowbill.csv_cells import neutralise_frame
 from shadowbill.errors import InputError
+from shadowbill.output_folder import StagedFolder
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import PricedInvoices, price
 from shadowbill.snapshot.tables import Snapshot
@@ -81,4 +82,7 @@ def price_to_files(
     snapshot = read_snapshot(Path(snapshot_dir))
     end_ts = _timestamp(end, "to") or snapshot_end(snapshot)
     priced = price(snapshot, catalog, start=_timestamp(start, "from"), end=end_ts)
-    return write_priced(priced, out_dir, fmt)
+    with StagedFolder(out_dir) as staged:
+        written = write_priced(priced, staged.path, fmt)
+        staged.publish()
+    return [staged.moved(p) for p in written]

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shadowbill.errors import ReportError
+from shadowbill.output_folder import IncompleteOutputError, check_complete
 from shadowbill.reconcile.findings import FINDING_COLUMNS
 from shadowbill.reconcile.gate import evaluate_gate
 from shadowbill.reconcile.policy import Policy
@@ -105,6 +106,10 @@ def _read_optional(path: Path, columns: dict[str, str]) -> pd.DataFrame | None:
 def load_baseline(folder: Path) -> Baseline:
     """Read a results folder; findings.parquet and summary.json are required."""
     folder = Path(folder)
+    try:
+        check_complete(folder)
+    except IncompleteOutputError as exc:
+        raise BaselineError(str(exc)) from None
     for name in (FINDINGS_FILE, SUMMARY_FILE):
         if not (folder / name).is_file():
             raise BaselineError(

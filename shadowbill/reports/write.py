@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shadowbill.errors import ReportError
+from shadowbill.output_folder import StagedFolder
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports.aggregates import check_result
 from shadowbill.reports.files import write_findings
@@ -15,12 +16,28 @@ from shadowbill.reports.summary import write_summary
 
 
 def write_reports(result: ReconciliationResult, out_dir: Path) -> dict[str, Path]:
-    """Write report.html, findings.{parquet,csv,xlsx}, summary.json and junit.xml."""
+    """Write report.html, findings.{parquet,csv,xlsx}, summary.json and junit.xml.
+
+    They are written into a staging folder and published together
+    (:class:`shadowbill.output_folder.StagedFolder`): a failed or interrupted run leaves
+    the folder as it was, never a truncated report beside new findings.
+    """
     check_result(result)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        with StagedFolder(out_dir) as staged:
+            written = _write_all(result, staged.path)
+            staged.publish()
     except OSError as exc:
-        raise ReportError(f"cannot create the report folder {out_dir}: {exc.strerror}") from exc
+        raise ReportError(f"cannot write the reports into {out_dir}: {os_text(exc)}") from exc
+    return {name: staged.moved(path) for name, path in written.items()}
+
+
+def os_text(exc: OSError) -> str:
+    """The system's reason, e.g. "No space left on device"."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _write_all(result: ReconciliationResult, out_dir: Path) -> dict[str, Path]:
     report = build_report(
         result,
         table_rows=MAX_TABLE_ROWS,

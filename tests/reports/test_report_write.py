@@ -32,5 +32,5 @@ def test_unwritable_folder_is_a_report_error(
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(ReportError, match="cannot create the report folder"):
+    with pytest.raises(ReportError, match="cannot write the reports into"):
         write_reports(passing_result, blocker / "out")
