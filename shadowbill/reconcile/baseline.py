@@ -72,6 +72,7 @@ class Baseline:
     unmapped: pd.DataFrame | None
     monthly: pd.DataFrame | None
     scope: dict[str, Any] | None
+    current: bool = True  # its findings have this version's columns
 
     @property
     def findings_file(self) -> Path:
@@ -122,7 +123,7 @@ def load_baseline(folder: Path) -> Baseline:
         names = set(pq.read_schema(folder / FINDINGS_FILE).names)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise BaselineError(f"{folder}: cannot read the baseline: {exc}") from exc
-    missing = sorted(set(FINDING_COLUMNS) - names)
+    missing = [c for c in DIFF_COLUMNS if c not in names]
     if missing:
         raise BaselineError(
             f"{folder / FINDINGS_FILE}: not a findings file (no {', '.join(missing)})"
@@ -136,6 +137,7 @@ def load_baseline(folder: Path) -> Baseline:
         _read_optional(folder / UNMAPPED_FILE, {}),
         _read_optional(folder / MONTHLY_FILE, MONTHLY_COLUMNS),
         scope if isinstance(scope, dict) else None,
+        current=names == set(FINDING_COLUMNS),
     )
 
 

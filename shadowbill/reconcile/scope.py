@@ -90,6 +90,8 @@ def check_baseline(
     scope = baseline.scope or {}
     if baseline.window() is None or baseline.customers is None or baseline.unmapped is None:
         return f"the baseline {baseline.path} was not written by `shadowbill check --out`"
+    if not baseline.current:
+        return "the baseline's findings have another version's columns"
     if int(scope.get("phase", -1)) != phase or int(baseline.summary.get("phase", -1)) != phase:
         return f"the baseline reconciled phase {baseline.summary.get('phase')}, not {phase}"
     if int(scope.get("projection_months", -1)) != projection_months:

@@ -133,3 +133,19 @@ def test_an_unchanged_configuration_reconciles_nobody_and_changes_nothing(
     assert (tmp_path / "scoped" / "summary.json").read_text() == (
         tmp_path / "full" / "summary.json"
     ).read_text()
+
+
+def test_a_baseline_of_another_version_is_compared_but_not_scoped(
+    estate: Path, baseline: Path, tmp_path: Path
+) -> None:
+    old = tmp_path / "baseline"
+    shutil.copytree(baseline, old)
+    findings = pd.read_parquet(old / "findings.parquet")
+    findings.drop(columns=["price_id"]).to_parquet(old / "findings.parquet", index=False)
+    head = _config(tmp_path / "head", SALES_PRO, SALES_PRO.replace("seats}", '"seats + 1"}'))
+    base = BaseConfig.from_dir(EXAMPLES, head / "rollout.yaml", head / "policy.yaml", {})
+    outcome = run_check(
+        estate, head / "rollout.yaml", 2, head / "policy.yaml", baseline_dir=old, base=base
+    )
+    assert outcome.scope is None and "another version" in outcome.full_reason
+    assert outcome.diff is not None and outcome.diff.counts()["new"] > 0
