@@ -474,13 +474,32 @@ def check(
     show_default=True,
     help="Also migrate a batch of each phase to a local Stripe-compatible server.",
 )
+@click.option(
+    "--stripe-customers",
+    is_flag=True,
+    help="Some demo customers already exist on the local server with a card: the batches "
+    "find and attach them (never duplicate them).",
+)
 @user_errors
-def demo(customers: int, months: int, seed: int, out_dir: Path | None, migrate: bool) -> None:
+def demo(
+    customers: int,
+    months: int,
+    seed: int,
+    out_dir: Path | None,
+    migrate: bool,
+    stripe_customers: bool,
+) -> None:
     """Run everything end to end on a fresh demo company and print where the outputs are."""
     from shadowbill.demo.run import run_demo
 
     run_demo(
-        out_dir, customers=customers, months=months, seed=seed, migrate=migrate, echo=click.echo
+        out_dir,
+        customers=customers,
+        months=months,
+        seed=seed,
+        migrate=migrate,
+        echo=click.echo,
+        stripe_customers=stripe_customers,
     )
 
 

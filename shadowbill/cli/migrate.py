@@ -164,6 +164,37 @@ def migrate() -> None:
     show_default=True,
     help="Rank by risk from a reconciliation of the pool (--no-rank: skip it, faster).",
 )
+@click.option(
+    "--customer-map",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV legacy_id,stripe_id: legacy customers that already exist on Stripe "
+    "(attached, never duplicated).",
+)
+@click.option(
+    "--find-customers",
+    type=click.Choice(["metadata", "email"]),
+    multiple=True,
+    help="Search Stripe for existing customers, in the order given (Search API, 20/s); "
+    "needs STRIPE_API_KEY.",
+)
+@click.option(
+    "--customer-metadata-key",
+    default="legacy_customer_id",
+    show_default=True,
+    help="The metadata key your Stripe customers keep the legacy customer id under.",
+)
+@click.option(
+    "--check-customers",
+    is_flag=True,
+    help="Look up every linked Stripe customer (exists? payment method?); needs STRIPE_API_KEY.",
+)
+@click.option(
+    "--base-url",
+    envvar="SHADOWBILL_STRIPE_BASE_URL",
+    default=None,
+    help="Stripe API base URL (a local Stripe-compatible server for rehearsals).",
+)
 @_ledger_option
 @user_errors
 def plan(
@@ -176,12 +207,20 @@ def plan(
     out_dir: Path | None,
     batch_id: str | None,
     rank: bool,
+    customer_map: Path | None,
+    find_customers: tuple[str, ...],
+    customer_metadata_key: str,
+    check_customers: bool,
+    base_url: str | None,
     ledger_url: str | None,
 ) -> None:
     """Choose the next batch of a phase, record it, and write its operations for review."""
     from rich.table import Table
 
     from shadowbill.migrate import plan_batch
+    from shadowbill.targets.stripe_api import StripeTarget
+
+    target = StripeTarget(base_url=base_url) if find_customers or check_customers else None
 
     with _opened(ledger_url) as ledger:
         result = plan_batch(
@@ -195,6 +234,10 @@ def plan(
             out_dir=out_dir,
             batch_id=batch_id,
             rank_by_risk=rank,
+            customer_map=customer_map,
+            find_customers=find_customers,
+            metadata_key=customer_metadata_key,
+            target=target,
         )
     console = _console()
     table = Table(title=f"batch {result.batch_id}: lowest risk first", title_justify="left")

@@ -13,6 +13,7 @@ the new catalog bills whole cents per message where the real one bills fractions
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import re
 import shutil
@@ -20,8 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import stripe
+
 from shadowbill.demo.generate import generate
+from shadowbill.demo.stripe_customers import customer_census, seed_existing_customers
 from shadowbill.extract.run import extract
+from shadowbill.ledger import Ledger
 
 USD_ONLY = 'currency == "usd"'
 DEMO_API_KEY = "sk_test_shadowbill_local_demo"  # the local server accepts any test key
@@ -90,17 +96,16 @@ def run_migration_demo(
     seed: int = 7,
     batch_size: int = 5,
     echo: Callable[[str], object] = print,
+    stripe_customers: bool = False,
+    server_url: str | None = None,
 ) -> dict[str, Path]:
-    """Migrate one batch of each phase against a local server; return where the files are."""
+    """Migrate one batch of each phase against a local server; return where the files are.
+
+    ``stripe_customers``: some demo customers already exist on the server with a card
+    (:mod:`shadowbill.demo.stripe_customers`); the batches find and attach them.
+    ``server_url``: a local server already running (default: one started for the run)."""
     from shadowbill.extract.spec import load_extract_spec
     from shadowbill.ledger import open_ledger
-    from shadowbill.migrate import (
-        apply_batch,
-        cutover_batch,
-        gate_batch,
-        plan_batch,
-        verify_batch,
-    )
     from shadowbill.rehearsal.local_server import start_localstripe
 
     company = migration_company(out / "company", examples, customers=customers, seed=seed)
@@ -108,41 +113,93 @@ def run_migration_demo(
     statement = spec.cutover.stop_billing if spec.cutover else None
     ledger_url = f"sqlite:///{out / 'ledger.db'}"
     outputs: dict[str, Path] = {"migration ledger": out / "ledger.db"}
-    with start_localstripe() as server, open_ledger(ledger_url, actor="shadowbill-demo") as ledger:
-        echo(f"    local Stripe-compatible server on {server.url} (loopback only)")
-        for phase in (1, 2, 3):
-            planned = plan_batch(
-                ledger,
-                rollout_path=company.rollout,
-                phase=phase,
-                snapshot_dir=company.snapshot,
-                policy_path=company.policy,
-                batch_size=batch_size,
-                where=USD_ONLY,
-                batches_dir=out / "batches",
-            )
-            batch = planned.batch_id
-            gate = gate_batch(ledger, batch)
-            forced = None if gate.passed else "demo: applied to a local server to show the flow"
-            if forced:
-                gate = gate_batch(ledger, batch, force_reason=forced)
-            applied = apply_batch(
-                ledger, batch, base_url=server.url, api_key=DEMO_API_KEY, force_reason=None
-            )
-            verified = verify_batch(ledger, batch, base_url=server.url, api_key=DEMO_API_KEY)
-            handed = cutover_batch(
-                ledger,
-                batch,
-                stop_statement=statement,
-                source_url=f"sqlite:///{company.legacy_db}",
-            )
-            echo(
-                f"    phase {phase}, batch {batch}: {len(planned.selection)} subscriptions; gate "
-                + ("passed" if gate.passed else f"failed, forced ({', '.join(gate.failures)})")
-                + f"; applied {len(applied.applied)}, verified {len(verified.verified)}"
-                + (f" ({len(verified.unverified)} not)" if verified.unverified else "")
-                + f", cut over {len(handed.cut_over)}"
-            )
-            outputs[f"batch {batch}"] = planned.out_dir
-            outputs[f"cutover {batch}"] = handed.cutover_path
+    with contextlib.ExitStack() as stack:
+        if server_url is None:
+            server_url = stack.enter_context(start_localstripe()).url
+        ledger = stack.enter_context(open_ledger(ledger_url, actor="shadowbill-demo"))
+        _migrate_phases(
+            ledger, company, server_url, out, outputs, batch_size, echo, stripe_customers, statement
+        )
     return outputs
+
+
+def _migrate_phases(
+    ledger: Ledger,
+    company: MigrationCompany,
+    server_url: str,
+    out: Path,
+    outputs: dict[str, Path],
+    batch_size: int,
+    echo: Callable[[str], object],
+    stripe_customers: bool,
+    statement: str | None,
+) -> None:
+    """One batch of each phase: plan, gate, apply, verify, cut over (see run_migration_demo)."""
+    from shadowbill.migrate import (
+        apply_batch,
+        cutover_batch,
+        gate_batch,
+        plan_batch,
+        verify_batch,
+    )
+    from shadowbill.targets.stripe_api import StripeTarget
+
+    echo(f"    local Stripe-compatible server on {server_url} (loopback only)")
+    client = stripe.StripeClient(DEMO_API_KEY, base_addresses={"api": server_url})
+    existing: dict[str, str] = {}
+    finder = None
+    if stripe_customers:
+        existing = seed_existing_customers(client, company.snapshot)
+        finder = StripeTarget(DEMO_API_KEY, base_url=server_url)
+        echo(
+            f"    {len(existing)} demo customers already on Stripe with a card "
+            "(found by metadata search, attached)"
+        )
+    for phase in (1, 2, 3):
+        planned = plan_batch(
+            ledger,
+            rollout_path=company.rollout,
+            phase=phase,
+            snapshot_dir=company.snapshot,
+            policy_path=company.policy,
+            batch_size=batch_size,
+            where=USD_ONLY,
+            batches_dir=out / "batches",
+            find_customers=("metadata",) if stripe_customers else (),
+            target=finder,
+        )
+        batch = planned.batch_id
+        gate = gate_batch(ledger, batch)
+        forced = None if gate.passed else "demo: applied to a local server to show the flow"
+        if forced:
+            gate = gate_batch(ledger, batch, force_reason=forced)
+        applied = apply_batch(
+            ledger, batch, base_url=server_url, api_key=DEMO_API_KEY, force_reason=None
+        )
+        verified = verify_batch(ledger, batch, base_url=server_url, api_key=DEMO_API_KEY)
+        handed = cutover_batch(
+            ledger,
+            batch,
+            stop_statement=statement,
+            source_url=f"sqlite:///{company.legacy_db}",
+        )
+        echo(
+            f"    phase {phase}, batch {batch}: {len(planned.selection)} subscriptions; gate "
+            + ("passed" if gate.passed else f"failed, forced ({', '.join(gate.failures)})")
+            + f"; applied {len(applied.applied)}, verified {len(verified.verified)}"
+            + (f" ({len(verified.unverified)} not)" if verified.unverified else "")
+            + f", cut over {len(handed.cut_over)}"
+        )
+        if stripe_customers:
+            echo(f"      {planned.stripe_lines()[0]}")
+        outputs[f"batch {batch}"] = planned.out_dir
+        outputs[f"cutover {batch}"] = handed.cutover_path
+    if stripe_customers:
+        targets = pd.concat([ledger.subscriptions(b) for b in ledger.batches()["batch_id"]])
+        census = customer_census(client, existing, targets)
+        echo(
+            f"    Stripe customers: {census.customers} on the server, "
+            f"{census.pre_existing} pre-existing, {census.attached_subscriptions} migrated "
+            f"subscriptions on them, {len(census.doubled)} duplicated, "
+            f"{len(census.misplaced)} misplaced"
+        )

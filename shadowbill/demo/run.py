@@ -35,6 +35,7 @@ def run_demo(
     phase: int = 2,
     migrate: bool = True,
     echo: Callable[[str], object] = print,
+    stripe_customers: bool = False,
 ) -> dict[str, Path]:
     """Generate, extract, price and reconcile a demo company, then migrate a batch of each
     phase to a local Stripe-compatible server; return where each output is."""
@@ -86,7 +87,9 @@ def run_demo(
             "5/5 migrate a batch of each phase to a local Stripe-compatible server:"
             " plan, gate, apply, verify (comparison C), cut over"
         )
-        migrated = run_migration_demo(out / "migration", examples, echo=echo)
+        migrated = run_migration_demo(
+            out / "migration", examples, echo=echo, stripe_customers=stripe_customers
+        )
     echo(f"done in {time.perf_counter() - started:.1f} s. Outputs:")
     outputs = {
         "legacy database": demo.db_path,

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -121,6 +121,8 @@ class BatchInputs:
     rollout_path: Path
     policy_path: Path | None
     out_dir: Path
+    # legacy customer id -> the existing Stripe customer the plan attached it to
+    customer_links: dict[str, str] = field(default_factory=dict)
 
 
 def batch_inputs(
@@ -147,6 +149,7 @@ def batch_inputs(
         )
     policy = policy_path or (Path(detail["policy_path"]) if detail.get("policy_path") else None)
     return BatchInputs(
+        customer_links=dict(detail.get("customer_links") or {}),
         phase=batch.phase,
         as_of=pd.Timestamp(detail["as_of"]),
         snapshot_dir=Path(snapshot_dir or detail["snapshot_dir"]),
@@ -213,7 +216,14 @@ def batch_operations(loaded: LoadedBatch, batch_id: str) -> tuple[Snapshot, Plan
     """The batch's operations, rebuilt from its inputs and checked against the plan's."""
     ids = loaded.subscriptions["subscription_id"].tolist()
     subset, plan = batch_plan(loaded.snapshot, loaded.rollout, loaded.inputs.phase, ids)
-    ops = build_operations(plan, loaded.rollout, subset, batch_id=batch_id, subscription_ids=ids)
+    ops = build_operations(
+        plan,
+        loaded.rollout,
+        subset,
+        batch_id=batch_id,
+        subscription_ids=ids,
+        links=loaded.inputs.customer_links,
+    )
     was = loaded.batch.fingerprints.get("operations")
     if was is not None and operations_fingerprint(ops) != was:
         raise InputsChangedError(

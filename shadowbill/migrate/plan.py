@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -44,11 +46,20 @@ from shadowbill.snapshot.fingerprints import (
     shared_fingerprint,
 )
 from shadowbill.snapshot.io import read_snapshot, snapshot_fingerprint
+from shadowbill.targets.api_version import STRIPE_API_VERSION
+from shadowbill.targets.customer_links import (
+    DEFAULT_METADATA_KEY,
+    link_customers,
+    linked_ids,
+    read_customer_map,
+    stripe_setup,
+)
 from shadowbill.targets.jsonl import write_jsonl
 from shadowbill.targets.model import KIND_ORDER, Operation
 from shadowbill.targets.operations import build_operations, cutover_facts
+from shadowbill.targets.stripe_api import StripeTarget
 from shadowbill.targets.stripe_csv import write_stripe_csv
-from shadowbill.translate.rollout import load_rollout
+from shadowbill.translate.rollout import load_rollout, target_price_catalog
 from shadowbill.translate.run import translate
 
 
@@ -68,6 +79,38 @@ class PlanResult:
     fingerprints: dict[str, str]
     files: dict[str, Path]
     followups: int = 0
+    stripe: dict[str, Any] = field(default_factory=dict)  # customer_links.stripe_setup
+
+    def stripe_lines(self) -> list[str]:
+        """Lines on Stripe's side: customers attached or created, payment methods, terms, tax."""
+        s = self.stripe
+        if not s:
+            return []
+        ways = ", ".join(f"{n} by {k}" for k, n in s.get("attached_by", {}).items())
+        lines = [
+            f"customers: {s['customers_attached']} attached to existing Stripe customers"
+            + (f" ({ways})" if ways else "")
+            + f", {s['customers_created']} created",
+        ]
+        if s["without_payment_method"]:
+            ids = s["without_payment_method_ids"]
+            more = s["without_payment_method"] - len(ids)
+            lines.append(
+                f"{s['without_payment_method']} customer(s) charged automatically have no "
+                f"payment method on Stripe (their first charge would fail): {', '.join(ids[:10])}"
+                + (f" and {more + len(ids) - 10} more" if more + len(ids) > 10 else "")
+            )
+        if s["payment_method_unknown"]:
+            lines.append(
+                f"{s['payment_method_unknown']} attached customer(s) not checked for a payment "
+                "method (no Stripe key at plan)"
+            )
+        methods = ", ".join(f"{n} {k}" for k, n in s["collection_methods"].items())
+        lines.append(
+            f"collection: {methods}; tax: {s['tax_mode']}; billing mode: {s['billing_mode']}; "
+            f"API version {s['api_version']}"
+        )
+        return lines
 
     def describe(self) -> list[str]:
         """Lines for a person: what the batch would do."""
@@ -79,6 +122,7 @@ class PlanResult:
             f"{self.pool_size} not yet migrated",
             f"operations: {sum(self.operations.values())} ({kinds})",
             f"first target periods start from {day_text(lo)} to {day_text(hi)}",
+            *self.stripe_lines(),
             f"written to {self.out_dir}"
             + (f" ({self.followups} toolkit follow-ups)" if self.followups else ""),
         ]
@@ -97,8 +141,19 @@ def plan_batch(
     batch_id: str | None = None,
     rank_by_risk: bool = True,
     batches_dir: Path = DEFAULT_BATCHES_DIR,
+    customer_map: Path | None = None,
+    find_customers: Sequence[str] = (),
+    metadata_key: str = DEFAULT_METADATA_KEY,
+    target: StripeTarget | None = None,
 ) -> PlanResult:
-    """Choose, translate and record the next batch of a phase; write its operations for review."""
+    """Choose, translate and record the next batch of a phase; write its operations for review.
+
+    Existing Stripe customers are linked here, once (:mod:`shadowbill.targets.customer_links`):
+    the snapshot's ``stripe_customer_id``, then ``customer_map`` (CSV legacy_id,stripe_id),
+    then ``find_customers`` searches (``metadata`` under ``metadata_key``, ``email``) on
+    ``target``; with a ``target`` every linked customer is checked and its payment method
+    looked up. The links are recorded with the batch, so apply attaches the same customers.
+    """
     from shadowbill.reconcile.run import Options, reconcile_phase
 
     rollout = load_rollout(rollout_path)
@@ -155,12 +210,31 @@ def plan_batch(
         how="left",
     )
     rows["customer_fingerprint"] = rows["customer_id"].map(fps_customers).astype(str)
+    all_customers = subset["customers"]
+    links = link_customers(
+        all_customers[all_customers["customer_id"].astype(str).isin(customers)],
+        mapping=read_customer_map(customer_map) if customer_map is not None else None,
+        finder=target,
+        search=tuple(find_customers),
+        metadata_key=metadata_key,
+    )
+    attach = linked_ids(links)
+    new_catalog = target_price_catalog(pinned)
 
     if out_dir is not None:
         _check_out_dir(ledger, Path(out_dir).resolve())
     for attempt in range(5):
         bid = batch_id or next_batch_id(ledger, phase)
-        ops = build_operations(bplan, pinned, subset, batch_id=bid, subscription_ids=ids)
+        ops = build_operations(
+            bplan, pinned, subset, batch_id=bid, subscription_ids=ids, links=attach
+        )
+        stripe_info: dict[str, Any] = {"api_version": STRIPE_API_VERSION}
+        stripe_info |= stripe_setup(
+            ops,
+            links,
+            tax_mode=str(new_catalog.tax_mode),
+            billing_mode=str(new_catalog.billing_mode),
+        )
         folder = Path(out_dir) if out_dir is not None else Path(batches_dir) / bid
         folder = folder.resolve()
         # Staged beside the folder and published only once the ledger holds the batch: two
@@ -190,6 +264,8 @@ def plan_batch(
                 "customers": len(customers),
                 "operations": counts,
                 "first_target_period": [day_text(first[0]), day_text(first[1])],
+                "stripe": stripe_info,
+                "customer_links": attach,
             }
             try:
                 ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
@@ -216,6 +292,7 @@ def plan_batch(
                 fingerprints=fingerprints,
                 files=files,
                 followups=followups,
+                stripe=stripe_info,
             )
     raise MigrationError(f"could not find a free batch id for phase {phase}")  # pragma: no cover
 

@@ -56,7 +56,7 @@ class CustomerFinder(Protocol):
         """The customer, or None when it does not exist (or was deleted)."""
         ...  # pragma: no cover
 
-    def search_customers(self, query: str) -> list[Mapping[str, Any]]:
+    def search_customers(self, query: str) -> Sequence[Mapping[str, Any]]:
         """Every customer matching a Search API query."""
         ...  # pragma: no cover
 
@@ -216,3 +216,57 @@ def linked_ids(links: pd.DataFrame) -> dict[str, str]:
             strict=True,
         )
     )
+
+
+def stripe_setup(
+    operations: Sequence[Any], links: pd.DataFrame, *, tax_mode: str, billing_mode: str
+) -> dict[str, Any]:
+    """What a batch does to Stripe's customers and how it bills, for ``plan`` and its JSON.
+
+    Keys: ``customers_attached`` / ``customers_created``; ``attached_by`` (per way found);
+    ``without_payment_method`` (customers of a ``charge_automatically`` subscription with no
+    default payment method on Stripe, every created customer included: their first
+    automatic charge would fail) and its ``_ids``; ``payment_method_unknown`` (attached
+    customers whose payment method was not looked up: no target at plan);
+    ``collection_methods`` (subscriptions per method); ``tax_mode``; ``billing_mode``.
+    """
+    attached = linked_ids(links)
+    customers = sorted({str(op.customer_id) for op in operations if op.kind == "customer"})
+    automatic: set[str] = set()
+    methods: dict[str, int] = {}
+    for op in operations:
+        if op.kind not in ("subscription", "subscription_schedule"):
+            continue
+        first = op.params if op.kind == "subscription" else op.params["phases"][0]
+        method = str(first.get("collection_method", "charge_automatically"))
+        methods[method] = methods.get(method, 0) + 1
+        if method == "charge_automatically" and op.customer_id is not None:
+            automatic.add(str(op.customer_id))
+    payment = dict(
+        zip(
+            links["customer_id"].astype(str),
+            links["has_payment_method"].astype("boolean"),
+            strict=True,
+        )
+    )
+    missing: list[str] = []
+    unknown = 0
+    for cid in sorted(automatic):
+        if cid not in attached:
+            missing.append(cid)
+        elif payment.get(cid) is pd.NA or payment.get(cid) is None:
+            unknown += 1
+        elif not bool(payment[cid]):
+            missing.append(cid)
+    ways = links.loc[links["stripe_customer_id"].notna(), "linked_by"].astype(str)
+    return {
+        "customers_attached": sum(1 for c in customers if c in attached),
+        "customers_created": sum(1 for c in customers if c not in attached),
+        "attached_by": {k: int(v) for k, v in ways.value_counts().sort_index().items()},
+        "without_payment_method": len(missing),
+        "without_payment_method_ids": missing[:50],
+        "payment_method_unknown": unknown,
+        "collection_methods": dict(sorted(methods.items())),
+        "tax_mode": tax_mode,
+        "billing_mode": billing_mode,
+    }

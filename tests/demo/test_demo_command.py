@@ -31,9 +31,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert sorted(batches["phase"].tolist()) == [1, 2, 3]
         for batch_id in batches["batch_id"]:
             states = ledger.subscriptions(batch_id)["state"]
-            # every subscription was cut over, or failed with its reason recorded
-            assert set(states) <= {"cut_over", "failed"}
-            assert (states == "cut_over").sum() >= 1
+            # every subscription of every batch was cut over: one whose legacy paid-through
+            # was already past is backdated (docs.stripe.com/billing/subscriptions/backdating)
+            assert set(states) == {"cut_over"}
             handover = out / "migration" / "batches" / batch_id / "cutover.csv"
             with handover.open() as fh:
                 rows = list(csv.DictReader(fh))
