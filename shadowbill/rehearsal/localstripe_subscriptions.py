@@ -251,7 +251,11 @@ class SubscriptionRoutes(CatalogRoutes):
         self.sub_extra[sub.id] = {
             "discounts": discounts,
             "collection_method": collection,
-            "days_until_due": p.get("days_until_due"),
+            "days_until_due": (
+                None
+                if p.get("days_until_due") is None
+                else _int(p["days_until_due"], "days_until_due")
+            ),
             "metered_items": metered,
             "schedule": schedule,
             "billing_cycle_anchor": anchor,

@@ -6,15 +6,20 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from stripe_cases import RecordingHTTPClient
+from stripe_cases import TEST_KEY, RecordingHTTPClient, anchor_in, catalog_ops
 
+from shadowbill.errors import ContractError
 from shadowbill.rehearsal.contract import (
     decode_form,
     match_path,
+    spec_version,
+    stripe_spec,
     validate_encoded,
     validate_request,
 )
-from shadowbill.targets.model import Operation
+from shadowbill.rehearsal.local_server import LocalServer
+from shadowbill.targets.api_version import STRIPE_API_VERSION
+from shadowbill.targets.model import Operation, ref
 from shadowbill.targets.stripe_api import StripeTarget
 
 
@@ -133,3 +138,89 @@ def test_every_request_of_a_full_run_meets_the_contract(
     assert ("GET", "/v1/customers/search") in seen
     problems = [p for c in calls for p in validate_encoded(c.method, c.url, c.body)]
     assert problems == []
+
+
+class _VersionRecorder(RecordingHTTPClient):
+    """Also records the Stripe-Version header of every request (never the key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.versions: set[str] = set()
+
+    def request(self, method, url, headers, post_data=None):  # type: ignore[no-untyped-def, override]
+        self.versions.add(str((headers or {}).get("Stripe-Version")))
+        return super().request(method, url, headers, post_data)
+
+
+@pytest.mark.server
+def test_the_pinned_version_is_sent_and_its_spec_admits_every_new_parameter(
+    localstripe: LocalServer, uid: str
+) -> None:
+    """billing_mode (docs.stripe.com/billing/subscriptions/billing-mode), collection_method and
+    days_until_due (docs.stripe.com/billing/collection-method), automatic_tax
+    (docs.stripe.com/billing/taxes/collect-taxes), backdate_start_date
+    (docs.stripe.com/billing/subscriptions/backdating), an attached customer's address."""
+    recorder = _VersionRecorder()
+    target = StripeTarget(
+        TEST_KEY, base_url=localstripe.url, rate_limit=1000.0, http_client=recorder
+    )
+    assert target.api_version == STRIPE_API_VERSION
+    batch = f"v_{uid}"
+    existing = target.client.v1.customers.create(params={"name": "Existing"})
+    ops = [
+        *catalog_ops(batch, uid),
+        Operation(
+            batch,
+            "customer:E",
+            "customer",
+            {
+                "address": {
+                    "line1": "1 Main St",
+                    "city": "Austin",
+                    "postal_code": "78701",
+                    "state": "TX",
+                    "country": "US",
+                }
+            },
+            {"attach": existing.id},
+            customer_id="E",
+        ),
+        Operation(
+            batch,
+            "subscription:S",
+            "subscription",
+            {
+                "customer": ref("customer:E"),
+                "items": [{"price": ref(f"price:advanced_month_{uid}"), "quantity": 1}],
+                "backdate_start_date": anchor_in(-20),
+                "billing_cycle_anchor": anchor_in(10),
+                "proration_behavior": "none",
+                "collection_method": "send_invoice",
+                "days_until_due": 30,
+                "automatic_tax": {"enabled": True},
+                "billing_mode": {"type": "classic"},
+                "metadata": {"shadowbill_key": f"subscription:S{uid}"},
+            },
+            {"metadata.shadowbill_key": f"subscription:S{uid}"},
+            subscription_id="S",
+            customer_id="E",
+        ),
+    ]
+    report = target.apply(ops)
+    assert report.ok, report.failed
+    sub = target.client.v1.subscriptions.retrieve(report.ids["subscription:S"]).to_dict()
+    assert (sub["collection_method"], sub["days_until_due"]) == ("send_invoice", 30)
+    assert sub["billing_mode"]["type"] == "classic" and sub["automatic_tax"]["enabled"]
+    assert recorder.versions == {STRIPE_API_VERSION}
+    problems = [
+        p
+        for c in recorder.calls
+        for p in validate_encoded(c.method, c.url, c.body, api_version=STRIPE_API_VERSION)
+    ]
+    assert problems == []
+
+
+def test_a_pinned_version_without_its_spec_is_named() -> None:
+    with pytest.raises(ContractError, match="not the pinned 2020-01-01"):
+        stripe_spec("2020-01-01")
+    assert spec_version() == STRIPE_API_VERSION
