@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from shadowbill.listing import first_few
 from shadowbill.reconcile.baseline import (
     DIFF_COLUMNS,
     Baseline,
@@ -60,20 +59,10 @@ _ORDER = ["_group", "subscription_id", "period_start", "level", "line_key", "cus
 
 @dataclass(frozen=True)
 class Scope:
-    """Which customers a change can affect, or why it cannot be bounded."""
+    """The customers a change can affect (whole customers) and how many subscriptions they hold."""
 
     customers: tuple[str, ...] = ()
     subscriptions: int = 0
-    reason: str = ""  # non-empty: run the whole phase, for this reason
-
-    @property
-    def bounded(self) -> bool:
-        """Whether a scoped run can stand in for a full one."""
-        return not self.reason
-
-
-def _unbounded(reason: str) -> Scope:
-    return Scope(reason=reason)
 
 
 def check_baseline(
@@ -306,7 +295,7 @@ def _replace_customers(old: pd.DataFrame, customers: pd.Index, new: pd.DataFrame
     return pd.concat([mapped, unmapped], ignore_index=True)
 
 
-def _mapped_by_customer(
+def _mapping_status(
     plan_assignments: pd.DataFrame, unmapped: pd.DataFrame
 ) -> tuple[set[str], set[str]]:
     return (
@@ -370,7 +359,7 @@ def scoped_reconcile(
         base_bounds.last_cutover,
     ):
         return "the change moves the pricing window (a first period or a cut-over)"
-    if _mapped_by_customer(head_plan.assignments, head_plan.unmapped) != _mapped_by_customer(
+    if _mapping_status(head_plan.assignments, head_plan.unmapped) != _mapping_status(
         base_plan.assignments, base_plan.unmapped
     ):
         return "the change maps or unmaps subscriptions"
@@ -481,14 +470,6 @@ def _diff(merged: Merged) -> FindingsDiff:
         sub_before, sub_now = sub.net.get(currency, (0, 0))
         net[currency] = (before, before - sub_before + sub_now)
     return FindingsDiff(sub.changes, sub.unchanged + kept, net)
-
-
-def describe(scope: Scope, total_customers: int) -> str:
-    """One line for the log: how much of the estate a scoped check re-reconciled."""
-    return (
-        f"scoped check: {len(scope.customers):,} of {total_customers:,} customers"
-        f" ({scope.subscriptions:,} subscriptions) re-reconciled: {first_few(pd.Series(scope.customers))}"
-    )
 
 
 def temporary_work(work_dir: Path | None) -> tempfile.TemporaryDirectory[str]:
