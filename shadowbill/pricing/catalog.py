@@ -115,6 +115,9 @@ class TaxMode(StrEnum):
     NONE = "none"
 
 
+MAX_TAX_RATES = 10  # Stripe: at most 10 tax rates per line item or as default_tax_rates
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -190,6 +193,9 @@ class Price(_Strict):
     transform_quantity: TransformQuantity | None = None
     recurring: Recurring | None = None
     tax_behavior: Literal["inclusive", "exclusive", "unspecified"] = "unspecified"
+    # the tax rates of this price's lines (Stripe: the subscription item's ``tax_rates``);
+    # they replace the catalog's default_tax_rates on those lines
+    tax_rates: list[str] = Field(default_factory=list, max_length=MAX_TAX_RATES)
     lookup_key: str | None = None
     active: bool = True
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -223,13 +229,13 @@ class Coupon(_Strict):
 
 
 class TaxRate(_Strict):
-    """A Stripe TaxRate applied to customers of one country."""
+    """A Stripe TaxRate; with a country, the fallback rate of that country's customers."""
 
     id: str = Field(min_length=1)
     display_name: str = Field(min_length=1)
     percentage: DecimalText
     inclusive: bool = False
-    country: str = Field(min_length=2, max_length=2)
+    country: str | None = Field(None, min_length=2, max_length=2)
     description: str | None = None
 
 
@@ -264,6 +270,7 @@ class PriceTerms:
     interval: str
     interval_count: int
     tax_behavior: str
+    tax_rates: tuple[str, ...] = ()
 
 
 def _unit(amount: int | None, decimal: Decimal | None) -> Decimal | None:
@@ -295,6 +302,9 @@ class CatalogShape(_Strict):
     engine: Engine = Field(default_factory=Engine)
     billing_mode: BillingMode = BillingMode.FLEXIBLE
     tax_mode: TaxMode = TaxMode.COMPUTED
+    # Stripe's subscription ``default_tax_rates`` for every subscription of this catalog;
+    # empty: each customer's country rate (the fallback)
+    default_tax_rates: list[str] = Field(default_factory=list, max_length=MAX_TAX_RATES)
     products: list[Product] = Field(default_factory=list)
     prices: list[Price] = Field(default_factory=list)
     coupons: list[Coupon] = Field(default_factory=list)
@@ -387,8 +397,17 @@ def catalog_problems(shape: CatalogShape) -> list[tuple[KeyPath, str]]:
         problems.append((("coupons", i, "id"), f"duplicate coupon id {cid!r}"))
     for i, tid in _duplicates([t.id for t in shape.tax_rates]).items():
         problems.append((("tax_rates", i, "id"), f"duplicate tax rate id {tid!r}"))
-    for i, country in _duplicates([t.country.upper() for t in shape.tax_rates]).items():
-        problems.append((("tax_rates", i, "country"), f"a second tax rate for country {country}"))
+    countries = [(i, t.country.upper()) for i, t in enumerate(shape.tax_rates) if t.country]
+    for j, country in _duplicates([c for _, c in countries]).items():
+        problems.append(
+            (("tax_rates", countries[j][0], "country"), f"a second tax rate for country {country}")
+        )
+    rate_ids = {t.id for t in shape.tax_rates}
+    for i, rid in enumerate(shape.default_tax_rates):
+        if rid not in rate_ids:
+            problems.append((("default_tax_rates", i), f"unknown tax rate {rid!r}"))
+    for i, rid in _duplicates(shape.default_tax_rates).items():
+        problems.append((("default_tax_rates", i), f"tax rate {rid!r} listed twice"))
     products = {p.id for p in shape.products}
     for i, price in enumerate(shape.prices):
         at: KeyPath = ("prices", i)
@@ -405,6 +424,11 @@ def catalog_problems(shape: CatalogShape) -> list[tuple[KeyPath, str]]:
                 ((*at, "transform_quantity"), "transform_quantity works with per_unit prices only")
             )
         _check_amounts(at, price, price.billing_scheme, problems)
+        for j, rid in enumerate(price.tax_rates):
+            if rid not in rate_ids:
+                problems.append(((*at, "tax_rates", j), f"unknown tax rate {rid!r}"))
+        for j, rid in _duplicates(price.tax_rates).items():
+            problems.append(((*at, "tax_rates", j), f"tax rate {rid!r} listed twice"))
         for cur, option in price.currency_options.items():
             if cur == price.currency:
                 continue
@@ -520,13 +544,14 @@ class Catalog(CatalogShape):
             interval=rec.interval,
             interval_count=rec.interval_count,
             tax_behavior=tax_behavior,
+            tax_rates=tuple(price.tax_rates),
         )
 
     def tax_rate_for(self, country: str) -> TaxRate | None:
         """The tax rate for a customer's country, or None (no tax)."""
         code = str(country).strip().upper()
         for rate in self.tax_rates:
-            if rate.country.upper() == code:
+            if rate.country is not None and rate.country.upper() == code:
                 return rate
         return None
 

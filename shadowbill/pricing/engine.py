@@ -30,7 +30,7 @@ from shadowbill.pricing.item_lines import (
 from shadowbill.pricing.joins import SumOverflow, checked_add, sum_by
 from shadowbill.pricing.lines import LinePart, lines_frame, stack
 from shadowbill.pricing.periods import Cadence, Periods, billing_periods, cadence, timestamp_us
-from shadowbill.pricing.tax import tax_lines
+from shadowbill.pricing.tax import InvoiceTax, tax_lines
 from shadowbill.snapshot.tables import INVOICE_LINES, INVOICES, Snapshot
 
 INVOICE_COLUMNS = [*INVOICES.column_names, "invoice_key"]
@@ -90,6 +90,7 @@ def price(
         lines, subtotal, discount, tax, issued = _all_lines(inputs, catalog, steps, periods)
     except SumOverflow as exc:
         raise _overflow_error(inputs, periods, exc.groups) from None
+    total = subtotal - discount + tax.in_total  # checked in _all_lines
 
     # every line belongs to an issued invoice; number the issued ones 0..n-1
     keep = np.flatnonzero(issued)
@@ -101,7 +102,9 @@ def price(
         inputs.subs.frame["subscription_id"].to_numpy(dtype=object), pa.large_string()
     )
     keys = invoice_keys(sub_ids.take(pa.array(kept.sub)), kept.start)
-    invoices = _invoices_frame(inputs, kept, keys, subtotal[keep], discount[keep], tax[keep])
+    invoices = _invoices_frame(
+        inputs, kept, keys, subtotal[keep], discount[keep], tax.reported[keep], total[keep]
+    )
     price_ids = tuple(t.price_id for t in inputs.prices.terms)
     error_frame = pd.concat([e for e in errors if len(e)] or [errors[0]], ignore_index=True)
     consumed = [lines]
@@ -115,7 +118,7 @@ def price(
 
 def _all_lines(
     inputs: PricingInputs, catalog: Catalog, steps: Cadence, periods: Periods
-) -> tuple[LinePart, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[LinePart, np.ndarray, np.ndarray, InvoiceTax, np.ndarray]:
     """(every line in invoice order, subtotal, discount, tax, issued) per priced period.
 
     A function of its own so that the intermediate parts are freed when it returns.
@@ -140,8 +143,8 @@ def _all_lines(
     discounts, net = discount_lines(inputs, steps, periods, in_order, issued, engine)
     discount = -sum_by(discounts.inv, discounts.amount, n_inv)
     base = checked_add(subtotal, -discount)
-    taxes, tax = tax_lines(inputs, catalog, periods, issued, base, in_order.inv, net)
-    checked_add(base, tax)  # the total
+    taxes, tax = tax_lines(inputs, catalog, periods, in_order.inv, in_order.item, net)
+    checked_add(base, tax.in_total)  # the total
     del in_order, net
     parts = [*charges, discounts, taxes]
     del charges, discounts, taxes
@@ -187,6 +190,7 @@ def _invoices_frame(
     subtotal: np.ndarray,
     discount: np.ndarray,
     tax: np.ndarray,
+    total: np.ndarray,
 ) -> pd.DataFrame:
     subs = inputs.subs.frame.iloc[periods.sub].reset_index(drop=True)
     key = pd.Series(pd.array(keys, dtype="string"))
@@ -204,7 +208,7 @@ def _invoices_frame(
             "subtotal": pd.array(subtotal, dtype="Int64"),
             "discount": pd.array(discount, dtype="Int64"),
             "tax": pd.array(tax, dtype="Int64"),
-            "total": pd.array(subtotal - discount + tax, dtype="Int64"),
+            "total": pd.array(total, dtype="Int64"),
             "status": pd.Series(pd.array(tx.repeat("paid", len(key)), dtype="string")),
             "issued_at": end,
             "invoice_key": key,

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from shadowbill.errors import PricingError
 from shadowbill.money import CURRENCY_EXPONENTS, decimal_to_scaled, parse_decimal
-from shadowbill.pricing.catalog import Catalog
+from shadowbill.pricing.catalog import Catalog, TaxMode
 from shadowbill.pricing.periods import NEVER, OPEN, add_months, to_us
 from shadowbill.pricing.price_table import PriceTable, resolve_prices
 from shadowbill.snapshot.tables import Snapshot
@@ -42,7 +42,8 @@ class Subscriptions:
     canceled: IntArray  # OPEN when not canceled
     interval: pd.Series
     interval_count: pd.Series
-    tax_rate: IntArray  # index into Catalog.tax_rates, -1 for none or tax exempt
+    tax_set: IntArray  # the customer's country rates: index into TaxSets.members, 0 = none
+    exempt: BoolArray  # the customer is tax exempt (or reverse charge)
     zone: ObjArray | None = None  # the customer's IANA zone (None: every customer in UTC)
 
 
@@ -88,6 +89,20 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TaxSets:
+    """The sets of tax rates a line can carry; set 0 is the empty set (no tax).
+
+    A line's set is its price's ``tax_rates``, else the catalog's ``default_tax_rates``
+    (Stripe: line rates replace the invoice's default rates), else the customer's
+    country rate. ``members`` is (sets, catalog tax rates).
+    """
+
+    members: BoolArray
+    of_price: IntArray  # per PriceTable row (last entry: an unresolved price)
+    default: int  # the catalog's default_tax_rates, 0 when none
+
+
+@dataclass(frozen=True)
 class PricingInputs:
     """Everything the engine reads, aligned and resolved."""
 
@@ -99,6 +114,7 @@ class PricingInputs:
     meters: tuple[str, ...]
     percent_scale: int  # percent_off and tax percentages are scaled by 10**percent_scale
     tax_percent: IntArray  # per catalog tax rate, scaled
+    tax_sets: TaxSets
     errors: pd.DataFrame  # subscription_id, price_id, reason
     excluded: BoolArray  # per subscription: cannot be priced
     text: bool = True  # build the lines' descriptions and explanations
@@ -180,11 +196,23 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
     errors.append(_errors(sub_ids, np.flatnonzero(no_anchor), None, "no started_at"))
     excluded |= no_anchor
 
-    tax_index = {rate.country.upper(): i for i, rate in enumerate(catalog.tax_rates)}
+    sets: dict[tuple[int, ...], int] = {(): 0}
+    rate_index = {rate.id: i for i, rate in enumerate(catalog.tax_rates)}
+    taxed = catalog.tax_mode is TaxMode.COMPUTED
+
+    def set_of(ids: list[str] | tuple[str, ...]) -> int:
+        members = tuple(rate_index[r] for r in ids) if taxed else ()
+        return sets.setdefault(members, len(sets))
+
+    country_set = {
+        rate.country.upper(): set_of((rate.id,))
+        for rate in catalog.tax_rates
+        if rate.country is not None
+    }
     country = cust["country"].astype("string").str.strip().str.upper()
     exempt = cust["tax_exempt"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    rate_of = country.map(tax_index).astype("Int64").fillna(-1).to_numpy(dtype=np.int64)
-    tax_rate = np.asarray(np.where(exempt, -1, rate_of), dtype=np.int64)
+    tax_set = country.map(country_set).astype("Int64").fillna(0).to_numpy(dtype=np.int64)
+    default_set = set_of(catalog.default_tax_rates)
 
     subs = Subscriptions(
         frame=pd.DataFrame(
@@ -200,7 +228,8 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
         canceled=to_us(subs_frame["canceled_at"], OPEN),
         interval=subs_frame["interval"],
         interval_count=subs_frame["interval_count"],
-        tax_rate=tax_rate,
+        tax_set=np.asarray(tax_set, dtype=np.int64),
+        exempt=exempt,
         zone=_zones(cust["timezone"]),
     )
 
@@ -221,6 +250,11 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
         _errors(sub_ids, isub[failed], raw_items["price_id"].to_numpy()[failed], reasons[failed])
     )
     excluded[isub[failed]] = True
+    price_set = np.array([set_of(t.tax_rates) for t in table.terms] + [0], dtype=np.int64)
+    members = np.zeros((len(sets), len(catalog.tax_rates)), dtype=bool)
+    for members_of, index in sets.items():  # distinct sets of tax rates
+        members[index, list(members_of)] = True
+    tax_sets = TaxSets(members=members, of_price=price_set, default=default_set)
     product_codes = {p.id: i for i, p in enumerate(catalog.products)}
     table_product = np.array([product_codes[str(p)] for p in table.product] + [-1], dtype=np.int64)
     items = Items(
@@ -267,6 +301,7 @@ def prepare(snapshot: Snapshot, catalog: Catalog, *, text: bool = True) -> Prici
         meters=meters,
         percent_scale=scale,
         tax_percent=tax_percent,
+        tax_sets=tax_sets,
         errors=error_frame.drop_duplicates().reset_index(drop=True),
         excluded=excluded,
         text=text,

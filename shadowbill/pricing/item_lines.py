@@ -3,10 +3,11 @@
 Every priced period is paired with every item row of its subscription (a join on the
 subscription, done with numpy), then each rule of docs/billing-model.md is a mask:
 
-- recurring: licensed row active at period_start, quantity > 0;
+- recurring: licensed row active at period_start, quantity > 0 (or a tiered price with a
+  first-tier flat amount, which Stripe bills at quantity 0);
 - usage: metered row overlapping the period, its meter's usage row for
-  (subscription, meter, period_start), quantity > 0 (one line per meter: the row in
-  force last in the period);
+  (subscription, meter, period_start), quantity > 0 or a first-tier flat amount (one
+  line per meter: the row in force last in the period);
 - proration: licensed row starting (debit) or ending (credit) strictly inside the period.
 """
 
@@ -35,7 +36,7 @@ from shadowbill.pricing.lines import (
 )
 from shadowbill.pricing.periods import Periods
 from shadowbill.pricing.proration import fraction, fraction_text, prorate
-from shadowbill.pricing.tiers import charge_text, exact_charge
+from shadowbill.pricing.tiers import bills_at_zero, charge_text, exact_charge
 
 IntArray = npt.NDArray[np.int64]
 _QTY_BITS = 40  # (price, quantity) packed in one int64 to find the distinct texts
@@ -122,11 +123,12 @@ def recurring_lines(
     it = inputs.items
     ps = periods.start[pairs.period]
     item = pairs.item
+    price = it.price[item]
     mask = (
-        ~inputs.prices.metered[it.price[item]]
+        ~inputs.prices.metered[price]
         & (it.valid_from[item] <= ps)
         & (ps < it.valid_to[item])
-        & (it.quantity[item] > 0)
+        & ((it.quantity[item] > 0) | bills_at_zero(inputs.prices, price))
     )
     item, inv = item[mask], pairs.period[mask]
     if not len(item):
@@ -175,7 +177,9 @@ def usage_lines(inputs: PricingInputs, periods: Periods, pairs: Pairs, engine: E
     keep = np.sort(last_in_group(inv * n_meters + meter, it.valid_from[item]))
     item, inv, meter = item[keep], inv[keep], meter[keep]
     quantity = usage_quantities(inputs, periods)[inv * n_meters + meter]
-    billed = quantity > 0
+    # no usage is quantity 0, which a tiered price with a first-tier flat amount still bills
+    billed = (quantity > 0) | bills_at_zero(table, it.price[item])
+    quantity = np.maximum(quantity, 0)
     item, inv, meter, quantity = item[billed], inv[billed], meter[billed], quantity[billed]
     if not len(item):
         return empty_part()
@@ -194,7 +198,8 @@ def proration_lines(
     it = inputs.items
     table = inputs.prices
     item, inv = pairs.item, pairs.period
-    licensed = ~table.metered[it.price[item]] & (it.quantity[item] > 0)
+    price = it.price[item]
+    licensed = ~table.metered[price] & ((it.quantity[item] > 0) | bills_at_zero(table, price))
     ps, pe = periods.start[inv], periods.end[inv]
     debit = licensed & (ps < it.valid_from[item]) & (it.valid_from[item] < pe)
     credit = licensed & (ps < it.valid_to[item]) & (it.valid_to[item] < pe)

@@ -48,6 +48,21 @@ def tier_units(table: PriceTable, price: IntArray, quantity: IntArray) -> IntArr
     return np.where(table.volume[price][:, None], volume, graduated)
 
 
+def flat_charged(units: IntArray, quantity: IntArray) -> npt.NDArray[np.bool_]:
+    """(lines, tiers): whose flat amount is charged: every tier with units, and the first
+    tier for quantity 0 (Stripe: quantity 0 bills the first tier's flat amount, volume and
+    graduated; docs.stripe.com/products-prices/pricing-models)."""
+    charged = units > 0
+    charged[:, 0] |= np.asarray(quantity) == 0
+    return charged
+
+
+def bills_at_zero(table: PriceTable, price: IntArray) -> npt.NDArray[np.bool_]:
+    """Prices that bill something for quantity 0: tiered with a first-tier flat amount."""
+    price = np.asarray(price, dtype=np.int64)
+    return np.asarray(table.tiered[price] & (table.tier_flat[price, 0] > 0), dtype=bool)
+
+
 def exact_charge(table: PriceTable, price: IntArray, quantity: IntArray) -> IntArray:
     """The exact scaled amount of ``quantity`` units of each line's price."""
     price = np.asarray(price, dtype=np.int64)
@@ -59,7 +74,7 @@ def exact_charge(table: PriceTable, price: IntArray, quantity: IntArray) -> IntA
         p = price[idx]
         units = tier_units(table, p, quantity[idx])
         unit = table.tier_unit[p]
-        flat = np.where(units > 0, table.tier_flat[p], 0)
+        flat = np.where(flat_charged(units, quantity[idx]), table.tier_flat[p], 0)
         total = np.zeros(len(idx), dtype=np.int64)
         for j in range(units.shape[1]):  # tiers of the widest price
             total = total + _product(units[:, j], unit[:, j]) + flat[:, j]
@@ -124,12 +139,13 @@ def tier_suffixes(table: PriceTable) -> npt.NDArray[np.object_]:
 
 def _tier_text(table: PriceTable, price: IntArray, quantity: IntArray) -> pa.Array:
     units = tier_units(table, price, quantity)
+    charged = flat_charged(units, quantity)
     suffixes = tier_suffixes(table)
     pieces = []
     for j in range(units.shape[1]):  # tiers of the widest price
         piece = tx.join(f"tier {j + 1}: ", tx.counts(units[:, j]), tx.take(suffixes[:, j], price))
         empty = pa.nulls(len(price), pa.large_string())
-        pieces.append(pc.if_else(pa.array(units[:, j] > 0), piece, empty))
+        pieces.append(pc.if_else(pa.array(charged[:, j]), piece, empty))
     joined = pc.binary_join_element_wise(
         *pieces, pa.scalar("; ", pa.large_string()), null_handling="skip"
     )

@@ -214,7 +214,7 @@ def tax_rate_operation(batch_id: str, rate: TaxRate) -> Operation:
         "display_name": rate.display_name,
         "percentage": decimal_text(rate.percentage),
         "inclusive": bool(rate.inclusive),
-        "country": rate.country.upper(),
+        **({"country": rate.country.upper()} if rate.country else {}),
         "metadata": {METADATA_KEY: key, "shadowbill_tax_rate_id": rate.id},
     }
     if rate.description:

@@ -135,18 +135,25 @@ def scenarios(draw: st.DrawFn) -> tuple[Snapshot, Catalog, pd.Timestamp | None]:
     price_list = draw(prices())
     products = sorted({p["product"] for p in price_list})
     coupon_list = draw(coupons(products))
+    rates = [
+        {
+            "id": rid,
+            "display_name": rid.upper(),
+            "percentage": str(draw(st.decimals(0, 30, places=3))),
+            "inclusive": draw(st.booleans()),
+            **({"country": "GB"} if rid == "vat" else {}),
+        }
+        for rid in ("vat", "state", "city")
+    ]
+    rate_ids = st.lists(st.sampled_from(["vat", "state", "city"]), max_size=3, unique=True)
+    for body in price_list:  # a line's own rates replace the default (Stripe)
+        body["tax_rates"] = draw(rate_ids) if draw(st.booleans()) else []
     cat = make_catalog(
         price_list,
         coupons=coupon_list,
-        tax_rates=[
-            {
-                "id": "vat",
-                "display_name": "VAT",
-                "percentage": str(draw(st.decimals(0, 30, places=3))),
-                "inclusive": draw(st.booleans()),
-                "country": "GB",
-            }
-        ],
+        tax_rates=rates,
+        default_tax_rates=draw(rate_ids) if draw(st.booleans()) else [],
+        tax_mode=draw(st.sampled_from(["computed", "computed", "computed", "none"])),
         engine={
             "proration": draw(st.sampled_from(["seconds", "days", "none"])),
             "rounding": draw(st.sampled_from(["half_up", "half_even"])),
@@ -317,7 +324,6 @@ def _assert_invariants(result: PricedInvoices) -> None:
     for column in ("subtotal", "discount", "tax", "total"):
         assert str(inv[column].dtype) == "Int64" and not inv[column].isna().any()
     assert str(lines["amount"].dtype) == "Int64" and not lines["amount"].isna().any()
-    assert (inv["total"] == inv["subtotal"] - inv["discount"] + inv["tax"]).all()
     assert lines["line_id"].is_unique
     if not len(inv):
         assert not len(lines)
@@ -331,5 +337,9 @@ def _assert_invariants(result: PricedInvoices) -> None:
     charge = by_kind[["recurring", "usage", "proration", "one_off"]].sum(axis=1)
     assert (charge.to_numpy() == inv["subtotal"].to_numpy()).all()
     assert ((-by_kind["discount"]).to_numpy() == inv["discount"].to_numpy()).all()
+    # the lines add up to the total; exclusive tax is added, inclusive tax is inside the
+    # subtotal (docs.stripe.com/api/invoices/object)
+    total = charge - by_kind["discount"].mul(-1) + by_kind["tax"]
+    assert (total.to_numpy() == inv["total"].to_numpy()).all()
     assert (inv["discount"] >= 0).all()
     assert (inv["discount"] <= inv["subtotal"].clip(lower=0)).all()

@@ -274,8 +274,10 @@ def test_exclusive_tax_rounding_per_line_or_per_invoice(rounding: str, tax: int)
 
 
 def test_inclusive_tax_is_reported_not_added() -> None:
+    # docs.stripe.com/api/invoices/object: tax is the sum of every tax amount (inclusive
+    # included); the total adds only exclusive tax
     result = _tax_run({**VAT, "inclusive": True}, rounding="per_invoice")
-    assert result.invoices[["tax", "total"]].values.tolist() == [[0, 9]]
+    assert result.invoices[["tax", "total"]].values.tolist() == [[2, 9]]
     tax_line = result.lines.iloc[-1]
     assert tax_line["amount"] == 0
     assert tax_line["explain"] == "includes 0.02 VAT (20%) in 0.09"  # 9 x 20/120 = 1.5 -> 2

@@ -165,3 +165,39 @@ def test_billing_anchor_on_the_31st_bills_on_the_last_day_then_the_31st_again() 
     starts = result.invoices["period_start"].dt.strftime("%Y-%m-%d %H:%M").tolist()
     assert starts == ["2024-01-31 12:00", "2024-02-29 12:00", "2024-03-31 12:00"]
     assert result.invoices["period_end"].iloc[-1] == pd.Timestamp("2024-04-30T12:00:00Z")
+
+
+FLAT_TIERS = [
+    {"up_to": 5, "unit_amount": 0, "flat_amount": 1000},  # up to 5 units: a flat 10 USD
+    {"up_to": "inf", "unit_amount": 200, "flat_amount": 500},
+]
+
+
+@pytest.mark.parametrize("mode", ["volume", "graduated"])
+def test_tiered_quantity_zero_bills_the_first_tiers_flat_amount(mode: str) -> None:
+    # docs.stripe.com/products-prices/pricing-models (tiered pricing): a quantity of 0 is
+    # billed the flat amount of the first tier, in volume and graduated modes alike
+    body = {**_font_price(mode), "id": "flat", "tiers": FLAT_TIERS}
+    result = _one_month([body], [item("i", "flat", 0)])
+    assert result.lines[["quantity", "amount"]].values.tolist() == [[0, 1000]]
+    assert result.lines["explain"].tolist() == [
+        ("volume " if mode == "volume" else "") + "tier 1: 0 x 0.00 + flat 10.00"
+    ]
+
+
+@pytest.mark.parametrize("mode", ["volume", "graduated"])
+def test_metered_tiered_price_without_usage_bills_the_first_tiers_flat_amount(mode: str) -> None:
+    # the same rule for usage: a period with no usage has quantity 0
+    body = {
+        **_font_price(mode),
+        "id": "flat",
+        "tiers": FLAT_TIERS,
+        "recurring": {"interval": "month", "usage_type": "metered", "meter": "calls"},
+    }
+    result = _one_month([body], [item("i", "flat")])
+    assert result.lines[["kind", "quantity", "amount"]].values.tolist() == [["usage", 0, 1000]]
+
+
+def test_per_unit_quantity_zero_still_bills_nothing() -> None:
+    result = _one_month([seat_price("p", 1000)], [item("i", "p", 0)])
+    assert result.invoices.empty

@@ -111,8 +111,9 @@ def catalog(
     coupons: list[dict[str, Any]] | None = None,
     tax_rates: list[dict[str, Any]] | None = None,
     engine: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Catalog:
-    """A catalog whose products are the prices' products."""
+    """A catalog whose products are the prices' products (``extra``: more catalog keys)."""
     products = sorted({p["product"] for p in prices})
     return Catalog.model_validate(
         {
@@ -123,6 +124,7 @@ def catalog(
             "prices": prices,
             "coupons": coupons or [],
             "tax_rates": tax_rates or [],
+            **extra,
         }
     )
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from shadowbill.errors import PricingError
 from shadowbill.money import round_decimal
-from shadowbill.pricing.catalog import Catalog, PriceTerms
+from shadowbill.pricing.catalog import Catalog, PriceTerms, TaxRate
 from shadowbill.snapshot.tables import Snapshot
 
 KIND_ORDER = {"recurring": 0, "proration": 1, "usage": 2, "discount": 4, "tax": 5}
@@ -49,12 +49,13 @@ class RefInvoice:
     lines: list[RefLine] = field(default_factory=list)
     subtotal: int = 0
     discount: int = 0
-    tax: int = 0
+    tax: int = 0  # every tax amount, inclusive tax included
+    tax_in_total: int = 0  # what the tax lines add to the total (exclusive tax)
 
     @property
     def total(self) -> int:
-        """subtotal - discount + tax."""
-        return self.subtotal - self.discount + self.tax
+        """subtotal - discount + exclusive tax (inclusive tax is inside the subtotal)."""
+        return self.subtotal - self.discount + self.tax_in_total
 
 
 def _py(ts: object) -> dt.datetime | None:
@@ -98,19 +99,24 @@ def exact_charge(terms: PriceTerms, quantity: int) -> Decimal:
         return Decimal(q) * terms.unit_amount
     total = Decimal(0)
     lower = 0
-    for tier in terms.tiers:
+    for i, tier in enumerate(terms.tiers):
         upper = tier.up_to
         if terms.tiers_mode == "volume":
-            if upper is None or quantity <= upper:
-                return Decimal(quantity) * tier.unit + (tier.flat if quantity > 0 else 0)
+            if upper is None or quantity <= upper:  # quantity 0: the first tier, its flat
+                return Decimal(quantity) * tier.unit + tier.flat
         else:
             top = quantity if upper is None else min(quantity, upper)
             units = max(0, top - lower)
-            if units > 0:
+            if units > 0 or (quantity == 0 and i == 0):  # qty 0: the first tier's flat
                 total += Decimal(units) * tier.unit + tier.flat
         if upper is not None:
             lower = upper
     return total
+
+
+def bills_at_zero(terms: PriceTerms) -> bool:
+    """A tiered price whose first tier has a flat amount bills it at quantity 0 (Stripe)."""
+    return terms.billing_scheme == "tiered" and terms.tiers[0].flat > 0
 
 
 def _fraction(method: str, t: dt.datetime, ps: dt.datetime, pe: dt.datetime) -> Decimal:
@@ -205,10 +211,11 @@ def _charges(
     usages: list[tuple[int, RefLine]] = []
     for position, (item_id, terms, qty, vf, vt) in enumerate(item_rows):
         if terms.usage_type == "licensed":
-            if vf <= ps and (vt is None or ps < vt) and qty > 0:
+            billed = qty > 0 or bills_at_zero(terms)
+            if vf <= ps and (vt is None or ps < vt) and billed:
                 amount = round_decimal(exact_charge(terms, qty), mode)
                 recurring.append(RefLine("recurring", amount, terms.price_id, item_id, qty, ps, pe))
-            if proration == "none" or qty == 0:
+            if proration == "none" or not billed:
                 continue
             for t, sign in ((vt, -1), (vf, 1)):
                 if t is not None and ps < t < pe:
@@ -229,7 +236,7 @@ def _charges(
     for position, (item_id, terms, _, _, _) in sorted(chosen.values(), key=lambda c: c[0]):
         assert terms.meter is not None
         qty = usage.get((inv.subscription_id, terms.meter, ps), 0)
-        if qty > 0:
+        if qty > 0 or bills_at_zero(terms):
             amount = round_decimal(exact_charge(terms, qty), mode)
             usages.append(
                 (position, RefLine("usage", amount, terms.price_id, item_id, qty, ps, pe))
@@ -345,19 +352,60 @@ def _discounts(
     inv.lines += new_lines
 
 
-def _tax(inv: RefInvoice, cust: object, catalog: Catalog, mode: str) -> None:
-    if bool(getattr(cust, "tax_exempt", False)):
-        return
+def _line_rates(line: RefLine, cust: object, catalog: Catalog) -> tuple[TaxRate, ...]:
+    """A line's tax rates: its price's, else the catalog default, else the country's.
+
+    docs.stripe.com/billing/taxes/tax-rates: line rates replace the invoice's default rates.
+    """
+    if catalog.tax_mode != "computed":
+        return ()
+    rates = {r.id: r for r in catalog.tax_rates}
+    own = catalog.price(str(line.price_id)).tax_rates
+    if own:
+        return tuple(rates[r] for r in own)
+    if catalog.default_tax_rates:
+        return tuple(rates[r] for r in catalog.default_tax_rates)
     rate = catalog.tax_rate_for(str(cust.country))  # type: ignore[attr-defined]
-    if rate is None:
-        return
-    p = rate.percentage
-    denom = Decimal(100) + p if rate.inclusive else Decimal(100)
-    base = inv.subtotal - inv.discount
+    return () if rate is None else (rate,)
+
+
+def _tax(inv: RefInvoice, cust: object, catalog: Catalog, mode: str) -> None:
+    """Inclusive part first, then exclusive on what remains; exempt customers pay no tax
+    and on inclusive rates pay the price less the backed-out tax."""
+    exempt = bool(getattr(cust, "tax_exempt", False))
+    charges = [line for line in inv.lines if line.kind in ("recurring", "proration", "usage")]
+    groups: list[tuple[int, tuple[TaxRate, ...]]] = []
     if catalog.engine.tax_rounding == "per_line":
-        charges = [line for line in inv.lines if line.kind in ("recurring", "proration", "usage")]
-        amount = sum(round_decimal(line.net * p / denom, mode) for line in charges)
-    else:
-        amount = round_decimal(base * p / denom, mode)
-    inv.tax = 0 if rate.inclusive else amount
-    inv.lines.append(RefLine("tax", inv.tax, ref=rate.id))
+        groups = [(line.net, _line_rates(line, cust, catalog)) for line in charges]
+    else:  # the invoice's lines with the same rates, summed, rounded once
+        summed: dict[tuple[str, ...], tuple[int, tuple[TaxRate, ...]]] = {}
+        for line in charges:
+            rates = _line_rates(line, cust, catalog)
+            key = tuple(r.id for r in rates)
+            summed[key] = (summed.get(key, (0, rates))[0] + line.net, rates)
+        groups = list(summed.values())
+    per_rate: dict[str, list[int]] = {}  # rate id -> [tax amount, added to the total]
+    order = {r.id: i for i, r in enumerate(catalog.tax_rates)}
+    for net, rates in groups:
+        if not rates:
+            continue
+        inclusive_sum = sum((r.percentage for r in rates if r.inclusive), Decimal(0))
+        carved = 0
+        for r in rates:
+            if r.inclusive:
+                amount = round_decimal(Decimal(net) * r.percentage / (100 + inclusive_sum), mode)
+                carved += amount
+                entry = per_rate.setdefault(r.id, [0, 0])
+                entry[0] += 0 if exempt else amount
+                entry[1] += -amount if exempt else 0
+        for r in rates:
+            if not r.inclusive and not exempt:
+                amount = round_decimal(Decimal(net - carved) * r.percentage / 100, mode)
+                entry = per_rate.setdefault(r.id, [0, 0])
+                entry[0] += amount
+                entry[1] += amount
+    for rid in sorted(per_rate, key=order.__getitem__):
+        tax, in_total = per_rate[rid]
+        inv.tax += tax
+        inv.tax_in_total += in_total
+        inv.lines.append(RefLine("tax", in_total, ref=rid))
