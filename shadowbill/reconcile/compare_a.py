@@ -137,8 +137,15 @@ def compare_legacy_drift(
     actual_lines: pd.DataFrame,
     expected_invoices: pd.DataFrame,
     expected_lines: pd.DataFrame,
+    *,
+    tax_external: bool = False,
 ) -> pd.DataFrame:
-    """Findings of comparison A at line and invoice level (only where the sides differ)."""
+    """Findings of comparison A at line and invoice level (only where the sides differ).
+
+    ``tax_external`` (the legacy catalog's ``tax_mode: external``): the legacy tax came
+    from an outside engine and is taken as issued; invoices are compared before tax and
+    each tax difference is its own informational finding, cause ``tax_external``.
+    """
     return compare_invoice_sets(
         expected_invoices,
         expected_lines,
@@ -146,6 +153,45 @@ def compare_legacy_drift(
         actual_lines,
         comparison="A",
         who="legacy",
+        tax_external=tax_external,
+    )
+
+
+def _before_tax(inv: pd.DataFrame, side: str) -> pd.Series:
+    """An invoice's amount before tax (subtotal - discount), missing side as 0."""
+    subtotal = inv[f"subtotal_{side}"].astype("Int64").fillna(0)
+    return subtotal - inv[f"discount_{side}"].astype("Int64").fillna(0)
+
+
+def _tax_findings(inv: pd.DataFrame, comparison: str, who: str) -> pd.DataFrame:
+    """One ``tax_external`` finding per invoice whose tax differs (both sides present)."""
+    added_exp = inv["total_exp"].astype("Int64").fillna(0) - _before_tax(inv, "exp")
+    added_act = inv["total_act"].astype("Int64").fillna(0) - _before_tax(inv, "act")
+    differs = (inv["_merge"] == "both") & (added_exp != added_act)
+    inv, added_exp, added_act = inv[differs], added_exp[differs], added_act[differs]
+    return pd.DataFrame(
+        {
+            "comparison": comparison,
+            "level": "invoice",
+            "customer_id": inv["customer_id_exp"].fillna(inv["customer_id_act"]).astype("string"),
+            "subscription_id": inv["subscription_id"].astype("string"),
+            "invoice_key": invoice_key(inv["subscription_id"], inv["period_start"]),
+            "period_start": inv["period_start"],
+            "period_end": inv["period_end_exp"].fillna(inv["period_end_act"]),
+            "line_key": pd.array(["tax"] * len(inv), dtype="string"),
+            "price_id": pd.array([pd.NA] * len(inv), dtype="string"),
+            "currency": inv["currency_exp"].fillna(inv["currency_act"]).astype("string"),
+            "expected": added_exp.astype("Int64"),
+            "actual": added_act.astype("Int64"),
+            "delta": (added_act - added_exp).astype("Int64"),
+            "cause": pd.array(["tax_external"] * len(inv), dtype="string"),
+            "explanation": pd.array(
+                [f"{who} tax from the outside tax engine, taken as issued (tax_mode external)"]
+                * len(inv),
+                dtype="string",
+            ),
+            "actual_invoice_id": inv["invoice_id_act"].astype("string"),
+        }
     )
 
 
@@ -157,8 +203,13 @@ def compare_invoice_sets(
     *,
     comparison: str,
     who: str,
+    tax_external: bool = False,
 ) -> pd.DataFrame:
-    """Line and invoice findings where ``who``'s invoices differ from the model's, with causes."""
+    """Line and invoice findings where ``who``'s invoices differ from the model's, with causes.
+
+    With ``tax_external`` the invoices are compared before tax (subtotal - discount) and
+    tax differences are findings of their own (cause ``tax_external``, severity info).
+    """
     lines = _line_findings(
         keyed_lines(expected_invoices, expected_lines),
         keyed_lines(actual_invoices, actual_lines),
@@ -184,8 +235,12 @@ def compare_invoice_sets(
         suffixes=("_exp", "_act"),
         indicator=True,
     )
-    total_exp = inv["total_exp"].astype("Int64").fillna(0)
-    total_act = inv["total_act"].astype("Int64").fillna(0)
+    taxes = _tax_findings(inv, comparison, who) if tax_external else None
+    if tax_external:  # amounts before tax; the tax is reported apart
+        for side in ("exp", "act"):
+            before = _before_tax(inv, side)
+            inv[f"total_{side}"] = before.where(inv[f"total_{side}"].notna())
+            inv[f"tax_{side}"] = inv[f"tax_{side}"].where(inv[f"tax_{side}"].isna(), 0)
     parts_differ = np.zeros(len(inv), dtype=bool)
     for part in ("subtotal", "discount", "tax", "total"):
         parts_differ |= (
@@ -193,7 +248,6 @@ def compare_invoice_sets(
             != inv[f"{part}_act"].astype("Int64").fillna(0)
         ).to_numpy(dtype=bool)
     inv = inv[(inv["_merge"] != "both") | parts_differ].copy()
-    total_exp, total_act = total_exp[inv.index], total_act[inv.index]
 
     # The invoice's cause is its largest line difference's cause; with no line
     # difference, a one-unit total difference is rounding of discount or tax.
@@ -261,9 +315,13 @@ def compare_invoice_sets(
             "actual_invoice_id": inv["invoice_id_act"].astype("string"),
         }
     )
-    return finish_findings(
-        pd.concat([invoices, lines.drop(columns=["invoice_start"])], ignore_index=True)
-    )
+    parts = [invoices, lines.drop(columns=["invoice_start"])]
+    if taxes is not None and len(taxes):
+        parts.append(taxes)
+    out = finish_findings(pd.concat(parts, ignore_index=True))
+    informational = (out["cause"] == "tax_external").to_numpy(dtype=bool, na_value=False)
+    out.loc[informational, "severity"] = "info"
+    return out
 
 
 def finish_findings(

@@ -41,6 +41,7 @@ class Cause(StrEnum):
     NEW_USAGE_CHARGE = "new_usage_charge"
     REMOVED_ITEM = "removed_item"
     TAX = "tax"
+    TAX_EXTERNAL = "tax_external"  # tax from an outside engine (tax_mode external): informational
     MISSING_LINE = "missing_line"
     EXTRA_LINE = "extra_line"
     UNMAPPED = "unmapped"

@@ -27,9 +27,47 @@ def gate_relevant(findings: pd.DataFrame, policy: Policy, phase: int) -> np.ndar
         dtype=bool
     )
     keep = (findings["comparison"] == "A").to_numpy(dtype=bool)
-    keep |= (cause == "unexplained").to_numpy(dtype=bool, na_value=False)
+    keep |= cause.isin(["unexplained", "tax_external"]).to_numpy(dtype=bool, na_value=False)
     keep |= invoice_b & ~cause.isin(allowed).to_numpy(dtype=bool)
     return keep
+
+
+def _other_comparisons(policy: Policy, findings: pd.DataFrame) -> GateCheck:
+    """Unexplained findings of comparisons A and C, at any level: none, unless the policy
+    names the comparison with its limits (``comparisons: {A: {max_unexplained: ...}}``).
+
+    The report's "Unexplained" figure counts these too, so the badge never says PASS
+    over an unexplained difference the policy did not accept.
+    """
+    unexplained = findings[(findings["comparison"] != "B") & (findings["cause"] == "unexplained")]
+    over: list[str] = []
+    measured: list[str] = []
+    for name in ("A", "C"):  # the comparisons other than B
+        rows = unexplained[unexplained["comparison"] == name]
+        limit = policy.comparisons.get(name)
+        count = len(rows)
+        amount = int(rows["delta"].abs().sum()) if count else 0
+        measured.append(f"{name}: {count} findings, {amount} minor units")
+        within = (
+            count == 0
+            if limit is None
+            else count <= limit.max_unexplained and amount <= limit.max_unexplained_amount
+        )
+        if not within:
+            over.append(f"{count} in comparison {name}, for {_some(rows['customer_id'])}")
+    limits = ", ".join(
+        f"{n}: <= {c.max_unexplained} findings, <= {c.max_unexplained_amount} minor units"
+        for n, c in sorted(policy.comparisons.items())
+    )
+    return GateCheck(
+        "unexplained_other_comparisons",
+        not over,
+        limits or "none in A or C",
+        "; ".join(measured),
+        "no unexplained difference in comparisons A or C"
+        if not over
+        else "unexplained differences " + "; ".join(over),
+    )
 
 
 def evaluate_gate(
@@ -72,6 +110,8 @@ def evaluate_gate(
         )
     )
 
+    checks.append(_other_comparisons(policy, findings))
+
     allowed = set(policy.for_phase(phase).allowed_causes) | {"unexplained"}
     material = invoice_level["delta"].abs() > policy.tolerance.absolute
     if policy.tolerance.relative_percent > 0:
@@ -79,6 +119,10 @@ def evaluate_gate(
         rel_limit = expected * float(policy.tolerance.relative_percent) / 100
         material &= invoice_level["delta"].abs().astype("Float64") > rel_limit
     disallowed = invoice_level[material & ~invoice_level["cause"].isin(allowed)]
+    # an outside engine's tax found by comparison A or C passes only when allowed by name
+    other = findings[(findings["comparison"] != "B") & (findings["level"] == "invoice")]
+    external = other[(other["cause"] == "tax_external") & ("tax_external" not in allowed)]
+    disallowed = pd.concat([disallowed, external]) if len(external) else disallowed
     causes = sorted(disallowed["cause"].dropna().unique().tolist())
     checks.append(
         GateCheck(

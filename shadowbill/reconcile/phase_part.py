@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shadowbill.pricing.catalog import TaxMode
 from shadowbill.pricing.engine import PricedInvoices, price
 from shadowbill.pricing.periods import add_months
 from shadowbill.pricing.projection import project_usage
@@ -173,7 +174,13 @@ def _drift(snapshot: Snapshot, plan: Plan, rollout: Rollout) -> tuple[pd.DataFra
     expected = a_priced.invoices[
         (a_priced.invoices["period_end"] >= lo) & (a_priced.invoices["period_end"] <= hi)
     ]
-    findings = compare_legacy_drift(actual, cohort_snap["invoice_lines"], expected, a_priced.lines)
+    findings = compare_legacy_drift(
+        actual,
+        cohort_snap["invoice_lines"],
+        expected,
+        a_priced.lines,
+        tax_external=rollout.catalogs.legacy.tax_mode is TaxMode.EXTERNAL,
+    )
     return findings, len(actual)
 
 

@@ -22,6 +22,7 @@ CAUSES = (
     "new_usage_charge",
     "removed_item",
     "tax",
+    "tax_external",
     "missing_line",
     "extra_line",
     "unmapped",
@@ -47,10 +48,21 @@ class IncreaseCap(_Strict):
     max_customers: int = Field(0, ge=0)
 
 
+class ComparisonLimit(_Strict):
+    """How many unexplained findings one comparison may have before the gate fails."""
+
+    max_unexplained: int = Field(0, ge=0)
+    max_unexplained_amount: int = Field(0, ge=0, description="minor units, any currency")
+
+
+# tax_external is informational but never allowed by default: a policy allows it by name
+DEFAULT_ALLOWED = tuple(c for c in CAUSES[:11] if c != "tax_external")
+
+
 class PhasePolicy(_Strict):
     """What one phase may change."""
 
-    allowed_causes: tuple[str, ...] = CAUSES[:10]
+    allowed_causes: tuple[str, ...] = DEFAULT_ALLOWED
 
     @field_validator("allowed_causes")
     @classmethod
@@ -77,6 +89,9 @@ class Policy(_Strict):
     )
     increase_cap: IncreaseCap = IncreaseCap()
     phases: dict[int, PhasePolicy] = Field(default_factory=dict)
+    # limits on unexplained findings of comparisons A and C; a comparison not named here
+    # may have none (comparison B's limits are max_unexplained and max_unexplained_amount)
+    comparisons: dict[Literal["A", "C"], ComparisonLimit] = Field(default_factory=dict)
     gate_on: Literal["all", "new"] = Field(
         "all",
         description="new: with a baseline (check --baseline), only findings new or changed"

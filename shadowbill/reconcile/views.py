@@ -41,6 +41,7 @@ _CAUSE_TEXT = {
     "discount_lost": "legacy discounts dropped at the cut-over by rule ",
     "price_protection": "price protection caps the increase",
     "tax": "tax on the changed amounts",
+    "tax_external": "tax from an outside tax engine (tax_mode external), reported apart",
     "unexplained": "no cause explains this part of the difference",
 }
 
