@@ -17,6 +17,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from shadowbill.extract.value_parsers import zone_names
+
 WARNINGS = {
     "usage": "usage_off_period_boundary",
     "invoices": "invoices_off_period_boundary",
@@ -51,11 +53,9 @@ def off_boundary(rows: pd.DataFrame, subs: pd.DataFrame, customers: pd.DataFrame
     joined = joined[joined["period_start"].notna() & joined["started_at"].notna()]
     if joined.empty:
         return 0
-    zones = (
-        joined["customer_id"].map(zone).astype("string").fillna("UTC")
-        if zone is not None
-        else pd.Series("UTC", index=joined.index, dtype="string")
-    )
+    names = joined["customer_id"].map(zone) if zone is not None else None
+    known, _ = zone_names(names, "UTC", len(joined))  # an unknown name is quarantined anyway
+    zones = pd.Series(known, index=joined.index, dtype="string")
     anchor = _wall(joined["trial_end"].fillna(joined["started_at"]), zones)
     start = _wall(joined["period_start"], zones)
     started = _wall(joined["started_at"], zones)

@@ -31,6 +31,7 @@ from shadowbill.extract.quarantine import (
     stage,
     text_or_empty,
 )
+from shadowbill.extract.value_parsers import zone_names
 from shadowbill.money import is_currency
 from shadowbill.snapshot.io import TableCounts
 from shadowbill.snapshot.tables import TABLE_ORDER, TABLES, Table, empty_frame, pandas_dtype
@@ -160,6 +161,16 @@ def check_rows(frame: pd.DataFrame, table: Table) -> None:
             codes.notna() & ~codes.isin(known),
             "unknown_currency",
             _said("currency", " is not an ISO 4217 code"),
+        )
+    if "timezone" in table.column_names:
+        zones = frame["timezone"]
+        _, unknown = zone_names(zones, "UTC", len(frame))
+        mark(
+            frame,
+            table,
+            pd.Series(unknown & zones.notna().to_numpy(), index=frame.index),
+            "wrong_type",
+            _said("timezone", " is not an IANA time zone name (e.g. America/Los_Angeles)"),
         )
     for start, end in PERIODS.get(table.name, ()):
         mark(

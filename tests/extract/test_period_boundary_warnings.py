@@ -61,3 +61,10 @@ def test_customer_zone_decides_what_a_boundary_is(tmp_path: Path) -> None:
     source = _estate(tmp_path / "estate", "")  # no zone: UTC, where 08:00Z stays 08:00Z
     result = extract(str(source), None, tmp_path / "snap", progress=False)
     assert result.warnings == {"invoices_off_period_boundary": 1, "usage_off_period_boundary": 0}
+
+
+def test_unknown_customer_zone_is_quarantined_not_a_crash(tmp_path: Path) -> None:
+    source = _estate(tmp_path / "estate", "Mars/Olympus")
+    result = extract(str(source), None, tmp_path / "snap", progress=False)
+    assert result.quarantine_by_table["customers"] == {"wrong_type": 1}
+    assert result.counts["subscriptions"].quarantined == 1  # its customer is quarantined
