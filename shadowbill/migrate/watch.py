@@ -22,6 +22,7 @@ from shadowbill.ledger import states as st
 from shadowbill.migrate.batch_files import write_csv
 from shadowbill.migrate.batch_inputs import batch_inputs, batch_plan
 from shadowbill.reconcile.compare_d import compare_actual, handover_findings
+from shadowbill.reconcile.findings import with_customer_names
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.snapshot.tables import Snapshot
 from shadowbill.translate.rollout import load_rollout
@@ -154,6 +155,7 @@ def watch_batch(
         if (len(found) or len(hand))
         else found
     )
+    findings = with_customer_names(findings, subset["customers"])
 
     # the impact customers saw, beside the one comparison B promised (totals per subscription)
     l_inv = elapsed(sides.l0.invoices)

@@ -60,6 +60,7 @@ def _rows(
             "comparison": Comparison.D.value,
             "level": Level.INVOICE.value,
             "customer_id": frame["customer_id"].astype("string").to_numpy(),
+            "customer_name": pd.array([pd.NA] * len(frame), dtype="string"),
             "subscription_id": frame["subscription_id"].astype("string").to_numpy(),
             "invoice_key": (
                 frame["subscription_id"].astype("string") + "@" + _stamp(start)
