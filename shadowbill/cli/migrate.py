@@ -648,6 +648,13 @@ def status(as_json: bool, ledger_url: str | None) -> None:
     for row in result.batches.to_dict("records"):
         table.add_row(*(_cell(row[c]) for c in columns))
     console.print(table)
+    if not result.orphans.empty:
+        console.print(
+            f"[bold red]{len(result.orphans)} object(s) left live on the target by rolled-back "
+            "batches[/] (remove them on the target):"
+        )
+        for row in result.orphans.head(50).to_dict("records"):
+            console.print(f"  {row['batch_id']}  {row['kind']}  {row['target_id']}", markup=False)
     if result.stuck.empty:
         console.print("nothing is stuck")
         return

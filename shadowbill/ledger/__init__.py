@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from shadowbill.ledger.errors import (
     DuplicateObjectError,
+    LeaseHeldError,
     LedgerError,
     SecretInLedgerError,
     SubscriptionTakenError,
@@ -35,6 +36,7 @@ __all__ = [
     "URL_ENV",
     "Batch",
     "DuplicateObjectError",
+    "LeaseHeldError",
     "Ledger",
     "LedgerError",
     "LedgerStatus",

@@ -21,5 +21,9 @@ class DuplicateObjectError(LedgerError):
     """One operation recorded with two different target ids: a duplicate on the target."""
 
 
+class LeaseHeldError(LedgerError):
+    """A batch that another process is applying right now (its lease is live)."""
+
+
 class SecretInLedgerError(LedgerError):
     """A value that looks like a Stripe secret key; the ledger never stores secrets."""

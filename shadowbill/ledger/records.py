@@ -111,17 +111,21 @@ class LedgerStatus:
 
     batches: pd.DataFrame
     stuck: pd.DataFrame = field(repr=False)
+    # objects still live on the target although their batch was rolled back (a forced
+    # rollback, or one whose removals failed): batch_id, op_key, kind, subscription_id, target_id
+    orphans: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is stuck."""
-        return self.stuck.empty
+        """True when nothing is stuck and no rolled-back batch left an object live."""
+        return self.stuck.empty and self.orphans.empty
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form (timestamps as ISO-8601 strings)."""
         return {
             "batches": json.loads(self.batches.to_json(orient="records", date_format="iso")),
             "stuck": json.loads(self.stuck.to_json(orient="records", date_format="iso")),
+            "orphans": json.loads(self.orphans.to_json(orient="records", date_format="iso")),
         }
 
 

@@ -66,6 +66,10 @@ batches = sa.Table(
     sa.Column("gate_verdict", sa.String(8)),
     sa.Column("gate_forced_reason", sa.Text),
     sa.Column("gate_at", UtcDateTime),
+    # revision 0003: the apply lease (holder, last heartbeat, expiry)
+    sa.Column("lease_holder", sa.String(200)),
+    sa.Column("lease_heartbeat", UtcDateTime),
+    sa.Column("lease_expires", UtcDateTime),
     sa.Index("ix_batches_phase", "phase"),
 )
 

@@ -24,6 +24,7 @@ from shadowbill.ledger.engine import DEFAULT_URL, SQLITE_BUSY_SECONDS, URL_ENV, 
 from shadowbill.ledger.errors import (
     LedgerError,
 )
+from shadowbill.ledger.lease_records import LeaseRecords
 from shadowbill.ledger.object_records import ObjectRecords
 from shadowbill.ledger.records import (
     Batch,
@@ -36,6 +37,7 @@ from shadowbill.ledger.schema import (
     audit_log,
     batch_subscriptions,
     batches,
+    target_objects,
 )
 from shadowbill.ledger.subscription_records import SubscriptionRecords
 from shadowbill.snapshot.io import mask_password
@@ -67,7 +69,7 @@ def open_ledger(url: str | None = None, *, actor: str | None = None) -> Ledger:
     return Ledger(engine, url=url, actor=actor)
 
 
-class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords):
+class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords, LeaseRecords):
     """The migration ledger behind one SQLAlchemy engine; see :func:`open_ledger`."""
 
     def status(self) -> LedgerStatus:
@@ -105,6 +107,14 @@ class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords):
             )
             counts = _frame(conn, counts_stmt)
             stuck = _frame(conn, stuck_stmt)
+            t = target_objects.c
+            orphans = _frame(
+                conn,
+                sa.select(t.batch_id, t.op_key, t.kind, t.subscription_id, t.target_id)
+                .join(batches, b.batch_id == t.batch_id)
+                .where(b.status == states.ROLLED_BACK, t.deleted_at.is_(None))
+                .order_by(t.batch_id, t.op_key),
+            )
         wide = (
             counts.pivot_table(index="batch_id", columns="state", values="n", aggfunc="sum")
             .reindex(columns=list(states.SUBSCRIPTION_STATES))
@@ -115,7 +125,7 @@ class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords):
         table = table.merge(wide, left_on="batch_id", right_index=True, how="left")
         for state in states.SUBSCRIPTION_STATES:
             table[state] = table[state].fillna(0).astype("int64")
-        return LedgerStatus(batches=table, stuck=_stuck(stuck))
+        return LedgerStatus(batches=table, stuck=_stuck(stuck), orphans=orphans)
 
     def log(
         self,

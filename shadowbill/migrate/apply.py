@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from shadowbill.errors import (
     GateClosedError,
     MigrationError,
 )
-from shadowbill.ledger import Batch, Ledger
+from shadowbill.ledger import Batch, Ledger, LedgerError
 from shadowbill.ledger import states as st
+from shadowbill.ledger.lease_records import DEFAULT_LEASE_SECONDS, lease_holder
 from shadowbill.migrate.batch_files import (
     FOLLOWUPS_FILE,
     OPERATIONS_FILE,
@@ -39,6 +42,7 @@ from shadowbill.targets.stripe_api import (
     DEFAULT_RATE_LIMIT,
     DEFAULT_TIMEOUT,
     ApplyReport,
+    StripeTarget,
 )
 from shadowbill.targets.stripe_csv import write_stripe_csv
 
@@ -155,6 +159,53 @@ def apply_batch(
     ops, backdated = backdate_operations(
         ops, plan.snapshot["subscriptions"], pd.Timestamp.now(tz="UTC")
     )
+    holder = lease_holder(ledger.actor)
+    ledger.acquire_lease(batch_id, holder)  # a live lease of another apply refuses here
+    try:
+        with _heartbeat(ledger, batch_id, holder):
+            return _apply_leased(
+                ledger,
+                batch_id,
+                ops,
+                stripe_target,
+                backdated,
+                on_start=on_start,
+                progress=progress,
+            )
+    finally:
+        ledger.release_lease(batch_id, holder)
+
+
+@contextmanager
+def _heartbeat(ledger: Ledger, batch_id: str, holder: str) -> Iterator[None]:
+    """Renew the apply lease every quarter of its length while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(DEFAULT_LEASE_SECONDS / 4):
+            with suppress(LedgerError):  # a busy ledger: the next beat, well before expiry
+                ledger.renew_lease(batch_id, holder)
+
+    thread = threading.Thread(target=beat, name=f"lease-{batch_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _apply_leased(
+    ledger: Ledger,
+    batch_id: str,
+    ops: list[Operation],
+    stripe_target: StripeTarget,
+    backdated: pd.DataFrame | None,
+    *,
+    on_start: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None,
+) -> ApplyResult:
+    """The apply itself, run while this process holds the batch's lease."""
     ledger.set_batch_status(batch_id, st.APPLYING)
 
     live = ledger.objects(batch_id, live_only=True)

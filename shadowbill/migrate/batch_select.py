@@ -97,7 +97,7 @@ def _customer_risk(
     pricing_errors: pd.DataFrame | None,
     owner: pd.Series,
 ) -> pd.DataFrame:
-    """Per customer: change_pct, delta, and the unexplained / pricing-error count."""
+    """Per customer: change_pct and the unexplained / pricing-error count."""
     out = pd.DataFrame(
         {
             "change_pct": pd.Series(dtype="float64"),
@@ -113,7 +113,6 @@ def _customer_risk(
     )
     per = c.groupby("customer_id", sort=True).agg(
         change_pct=("change_pct", "max"),
-        delta=("delta", "sum"),
         problems=("unexplained_rows", "sum"),
     )
     extra = []
@@ -125,8 +124,18 @@ def _customer_risk(
     if extra:
         counts = pd.concat(extra).astype("string").value_counts()
         per["problems"] = per["problems"] + counts.reindex(per.index, fill_value=0).astype("int64")
-    per["delta"] = per["delta"].astype("Int64")
     return per
+
+
+def delta_per_currency(customers: pd.DataFrame | None) -> pd.Series:
+    """new - legacy per (customer_id, currency): amounts of two currencies never add up."""
+    if customers is None or customers.empty:
+        return pd.Series(dtype="Int64", index=pd.MultiIndex.from_arrays([[], []]))
+    keyed = customers.assign(
+        customer_id=customers["customer_id"].astype(str),
+        currency=customers["currency"].astype(str).str.lower(),
+    )
+    return keyed.groupby(["customer_id", "currency"])["delta"].sum(min_count=1).astype("Int64")
 
 
 def candidates(
@@ -176,7 +185,13 @@ def candidates(
             "discounts": a["discounts_carried"].astype("Int64").fillna(0),
             "switches": a["switches"].astype("string").fillna("").str.len() > 0,
             "change_pct": risk["change_pct"].reindex(cid.to_numpy()).fillna(0.0).to_numpy(),
-            "delta": risk["delta"].reindex(cid.to_numpy()).to_numpy(),
+            "delta": delta_per_currency(customers)
+            .reindex(
+                pd.MultiIndex.from_arrays(
+                    [cid.astype(str).to_numpy(), a["currency"].astype(str).str.lower().to_numpy()]
+                )
+            )
+            .to_numpy(),
             "flags": (
                 unmapped.reindex(cid.to_numpy(), fill_value=0).to_numpy()
                 + risk["problems"].reindex(cid.to_numpy(), fill_value=0).to_numpy()

@@ -66,6 +66,12 @@ def rollback_batch(
             f"batch {batch_id} cannot be rolled back: {len(cut)} subscription(s) are cut over "
             f"({first_few(cut, SHOW)}) and the target bills them now"
         )
+    held = ledger.lease(batch_id)
+    if held is not None:  # a running apply: removing now would race its creations
+        raise MigrationError(
+            f"batch {batch_id} is being applied right now by {held.describe()}; rollback "
+            "(even --force) waits until that apply ends or its lease expires"
+        )
     reason = (force_reason or "").strip()
     if batch.status == st.APPLYING and not reason:
         raise MigrationError(

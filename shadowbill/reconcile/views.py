@@ -184,10 +184,23 @@ def customer_view(
     per["delta"] = per["new_total"] - per["legacy_total"]
     base = per["legacy_total"].astype("float64").where(per["legacy_total"] != 0)
     per["delta_pct"] = (per["delta"].astype("float64") / base * 100).round(2)
-    drift_sum = (
-        drift.groupby("customer_id")["delta"].sum() if len(drift) else pd.Series(dtype="int64")
-    )
-    per["drift"] = drift_sum.reindex(per["customer_id"]).fillna(0).astype("int64").to_numpy()
+    # per customer AND currency: pence and cents are never added together
+    keys = pd.MultiIndex.from_frame(per[["customer_id", "currency"]].astype(str))
+    if len(drift):
+        drift_sum = (
+            drift.assign(
+                customer_id=drift["customer_id"].astype(str),
+                currency=drift["currency"].astype(str).str.lower(),
+            )
+            .groupby(["customer_id", "currency"])["delta"]
+            .sum()
+        )
+        keys = pd.MultiIndex.from_arrays(
+            [keys.get_level_values(0), keys.get_level_values(1).str.lower()]
+        )
+        per["drift"] = drift_sum.reindex(keys).fillna(0).astype("int64").to_numpy()
+    else:
+        per["drift"] = 0
     unmapped = plan.unmapped.merge(
         snapshot["customers"][["customer_id", "name", "segment", "country", "currency"]],
         on="customer_id",

@@ -412,8 +412,8 @@ def test_an_empty_ledger_answers_with_empty_frames(ledger):
         "failed",
         "rolled_back",
     ]
-    assert json.loads(json.dumps(status.as_dict())) == {"batches": [], "stuck": []}
+    assert json.loads(json.dumps(status.as_dict())) == {"batches": [], "stuck": [], "orphans": []}
     assert ledger.log().empty and ledger.batches().empty
     assert ledger.taken_subscriptions() == set()
     assert ledger.any_object_id("price:x") is None and ledger.object_batches("price:x") == []
-    assert ledger.revision == "0002"
+    assert ledger.revision == "0003"
