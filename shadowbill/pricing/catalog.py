@@ -132,6 +132,9 @@ class Engine(_Strict):
     rounding: Rounding = Rounding.HALF_UP
     discount_rounding: Granularity = Granularity.PER_LINE
     tax_rounding: Granularity = Granularity.PER_LINE
+    # Stripe: proration items are not discountable, the discounts in force are built into
+    # their amounts; a legacy engine may instead discount them like any other line
+    prorations_discountable: bool = False
 
 
 class Product(_Strict):

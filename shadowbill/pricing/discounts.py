@@ -3,8 +3,9 @@
 A discount is active on an invoice when ``starts_at <= period_start < ends_at``; a
 coupon's duration gives the window when the row has no ``ends_at`` (once: the first
 invoice from ``starts_at``; repeating: ``duration_in_months`` from ``starts_at``;
-forever: open). Line-level discounts (with ``item_id``) apply first to that item's
-lines, then subscription-level ones to what is left; several of a level apply one after
+forever: open). Proration lines are not discountable (Stripe builds the discounts in
+force into their amounts, ``proration_discounts``). Line-level discounts (with ``item_id``)
+apply first to that item's lines, then subscription-level ones to what is left; several of a level apply one after
 another in (starts_at, discount_id) order. The discount of a base is
 ``round(base x p / 100)`` (per invoice) or the sum of each line's rounded share (per
 line, Stripe), or ``min(amount_off, base)``; never below zero nor above the base.
@@ -46,7 +47,7 @@ def item_keys(inputs: PricingInputs) -> IntArray:
     return np.asarray(np.cumsum(new) - 1, dtype=np.int64)
 
 
-def _discount_item_keys(inputs: PricingInputs, keys: IntArray) -> IntArray:
+def discount_item_keys(inputs: PricingInputs, keys: IntArray) -> IntArray:
     """The item code each line-level discount targets (-2 when the item does not exist)."""
     d = inputs.discounts
     items = pd.DataFrame(
@@ -71,6 +72,8 @@ class ChargeLines:
     inv: IntArray
     item: IntArray
     amount: IntArray
+    # Stripe: proration items are not discountable (their discounts are built in)
+    discountable: BoolArray
 
 
 def once_ends(inputs: PricingInputs, steps: Cadence) -> IntArray:
@@ -112,7 +115,7 @@ def discount_lines(
     if not len(disc):
         return empty_part(), net
     keys = item_keys(inputs)
-    target = _discount_item_keys(inputs, keys)[disc]
+    target = discount_item_keys(inputs, keys)[disc]
     line_level = target != -1
     rank = rank_in_group(_group(inv, target, len(keys)), disc)
     line_key = keys[charges.item]
@@ -131,6 +134,7 @@ def discount_lines(
             ok = inputs.discounts.products[disc[pair], np.maximum(line_product[line], 0)] & (
                 line_product[line] >= 0
             )
+            ok &= charges.discountable[line]
             if level:
                 ok &= line_key[line] == target[pair]
             left, line, pair = left[ok], line[ok], pair[ok]

@@ -28,7 +28,7 @@ from shadowbill.pricing.item_lines import (
     usage_lines,
 )
 from shadowbill.pricing.joins import SumOverflow, checked_add, sum_by
-from shadowbill.pricing.lines import LinePart, lines_frame, stack
+from shadowbill.pricing.lines import PRORATION, LinePart, lines_frame, stack
 from shadowbill.pricing.periods import Cadence, Periods, billing_periods, cadence, timestamp_us
 from shadowbill.pricing.tax import InvoiceTax, tax_lines
 from shadowbill.snapshot.tables import INVOICE_LINES, INVOICES, Snapshot
@@ -127,7 +127,7 @@ def _all_lines(
     pairs = item_period_pairs(inputs, periods)
     charges = [
         recurring_lines(inputs, periods, pairs, engine),
-        proration_lines(inputs, periods, pairs, engine),
+        proration_lines(inputs, periods, pairs, engine, steps, catalog.billing_mode),
         usage_lines(inputs, periods, pairs, engine),
     ]
     del pairs
@@ -138,8 +138,11 @@ def _all_lines(
     subtotal = sum_by(inv, amount, n_inv)
     order = np.argsort(inv, kind="stable")  # charge parts come in kind order
     item = np.concatenate([p.item for p in charges])
-    in_order = ChargeLines(inv[order], item[order], amount[order])
-    del order, inv, amount, item
+    discountable = np.concatenate(
+        [(p.kind != PRORATION) | engine.prorations_discountable for p in charges]
+    )
+    in_order = ChargeLines(inv[order], item[order], amount[order], discountable[order])
+    del order, inv, amount, item, discountable
     discounts, net = discount_lines(inputs, steps, periods, in_order, issued, engine)
     discount = -sum_by(discounts.inv, discounts.amount, n_inv)
     base = checked_add(subtotal, -discount)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from shadowbill.money import div_round
 from shadowbill.pricing import explain_text as tx
-from shadowbill.pricing.catalog import Engine, Proration
+from shadowbill.pricing.catalog import BillingMode, Engine, Proration
 from shadowbill.pricing.inputs import PricingInputs
 from shadowbill.pricing.joins import cross_by_group, last_in_group
 from shadowbill.pricing.lines import (
@@ -34,8 +34,9 @@ from shadowbill.pricing.lines import (
     LinePart,
     empty_part,
 )
-from shadowbill.pricing.periods import Periods
+from shadowbill.pricing.periods import Cadence, Periods
 from shadowbill.pricing.proration import fraction, fraction_text, prorate
+from shadowbill.pricing.proration_discounts import discounted
 from shadowbill.pricing.tiers import bills_at_zero, charge_text, exact_charge
 
 IntArray = npt.NDArray[np.int64]
@@ -190,9 +191,16 @@ def usage_lines(inputs: PricingInputs, periods: Periods, pairs: Pairs, engine: E
 
 
 def proration_lines(
-    inputs: PricingInputs, periods: Periods, pairs: Pairs, engine: Engine
+    inputs: PricingInputs,
+    periods: Periods,
+    pairs: Pairs,
+    engine: Engine,
+    steps: Cadence,
+    billing_mode: BillingMode = BillingMode.FLEXIBLE,
 ) -> LinePart:
-    """Credits for rows ending and debits for rows starting strictly inside a period."""
+    """Credits for rows ending and debits for rows starting strictly inside a period, net
+    of the discounts in force (Stripe: prorations are not discountable; the discounts are
+    built into their amounts). ``billing_mode`` says which discounts a credit gives back."""
     if engine.proration is Proration.NONE:
         return empty_part()
     it = inputs.items
@@ -216,7 +224,13 @@ def proration_lines(
     quantity = it.quantity[item]
     exact = exact_charge(table, price, quantity)
     num, den = fraction(engine.proration, t, start, natural_end)
-    magnitude = prorate(exact, table.factor, num, den, engine.rounding)
+    gross = prorate(exact, table.factor, num, den, engine.rounding)
+    instant = t  # a debit, and a classic credit: the discounts in force at the change
+    if billing_mode is BillingMode.FLEXIBLE:  # a credit gives back what was debited
+        instant = np.where(side == 1, t, np.maximum(it.valid_from[item], start))
+    magnitude = gross
+    if not engine.prorations_discountable:
+        magnitude = discounted(inputs, steps, item, instant, gross, engine.rounding)
     amount = np.where(side == 1, magnitude, -magnitude)
     n = len(item)
     description, explain = Coded.missing(n), Coded.missing(n)
@@ -235,6 +249,13 @@ def proration_lines(
                 fraction_text(engine.proration, t, start, natural_end),
                 " of ",
                 charge_text(table, price, quantity, table.exponent[price]),
+                tx.choose(
+                    magnitude != gross,
+                    tx.join(
+                        " less discounts ", tx.majors(gross - magnitude, table.exponent[price])
+                    ),
+                    "",
+                ),
             )
         )
     item_ids = inputs.items.item_id.take(pa.array(item))

@@ -153,12 +153,14 @@ def scenarios(draw: st.DrawFn) -> tuple[Snapshot, Catalog, pd.Timestamp | None]:
         coupons=coupon_list,
         tax_rates=rates,
         default_tax_rates=draw(rate_ids) if draw(st.booleans()) else [],
+        billing_mode=draw(st.sampled_from(["classic", "flexible"])),
         tax_mode=draw(st.sampled_from(["computed", "computed", "computed", "none"])),
         engine={
             "proration": draw(st.sampled_from(["seconds", "days", "none"])),
             "rounding": draw(st.sampled_from(["half_up", "half_even"])),
             "discount_rounding": draw(st.sampled_from(["per_line", "per_invoice"])),
             "tax_rounding": draw(st.sampled_from(["per_line", "per_invoice"])),
+            "prorations_discountable": draw(st.booleans()),
         },
     )
     subs, items, usage_rows, discounts, customers = [], [], [], [], []

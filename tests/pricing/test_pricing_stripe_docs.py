@@ -201,3 +201,40 @@ def test_metered_tiered_price_without_usage_bills_the_first_tiers_flat_amount(mo
 def test_per_unit_quantity_zero_still_bills_nothing() -> None:
     result = _one_month([seat_price("p", 1000)], [item("i", "p", 0)])
     assert result.invoices.empty
+
+
+def _upgrade_with_discount(coupon: dict, billing_mode: str = "flexible"):
+    prices = [seat_price("basic", 1000), seat_price("plus", 2000)]
+    halfway = "2025-04-16T00:00:00Z"
+    snap = snapshot(
+        subscriptions=[subscription(started_at="2025-04-01T00:00:00Z")],
+        subscription_items=[
+            item("i", "basic", 1, "2025-04-01T00:00:00Z", halfway),
+            item("i", "plus", 1, halfway),
+        ],
+        discounts=[
+            {"discount_id": "d", "subscription_id": "s1", "starts_at": "2025-04-01T00:00:00Z"}
+            | coupon
+        ],
+    )
+    cat = catalog(prices, billing_mode=billing_mode)
+    return price(snap, cat, end="2025-05-01T00:00:00Z")
+
+
+def test_prorations_carry_the_percent_discount_in_force_and_are_not_discounted_again() -> None:
+    # docs.stripe.com/billing/subscriptions/coupons: proration items are not discountable;
+    # the subscription's discount is built into the proration amount (flexible billing
+    # mode, proration_discounts: included). 10 -> 20 USD halfway with 50% off: -2.50, +5.00
+    result = _upgrade_with_discount({"percent_off": "50"})
+    lines = result.lines
+    assert lines.loc[lines["kind"] == "proration", "amount"].tolist() == [-250, 500]
+    # the invoice discount takes 50% of the recurring 10 USD only: 5.00, not 6.25
+    assert lines.loc[lines["kind"] == "discount", "amount"].tolist() == [-500]
+
+
+def test_amount_off_coupon_does_not_apply_to_prorations_again() -> None:
+    # an invoice-level amount_off coupon discounts the discountable lines only: the
+    # recurring 10 USD (capped at it), never the +10 USD proration debit
+    result = _upgrade_with_discount({"amount_off": 1500})
+    inv = result.invoices.iloc[0]
+    assert (int(inv["subtotal"]), int(inv["discount"])) == (1500, 1000)

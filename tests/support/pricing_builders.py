@@ -110,7 +110,7 @@ def catalog(
     *,
     coupons: list[dict[str, Any]] | None = None,
     tax_rates: list[dict[str, Any]] | None = None,
-    engine: dict[str, str] | None = None,
+    engine: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Catalog:
     """A catalog whose products are the prices' products (``extra``: more catalog keys)."""

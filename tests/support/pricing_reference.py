@@ -35,6 +35,7 @@ class RefLine:
     ref: str = ""  # discount_id or tax rate id
     product: str | None = None
     net: int = 0  # a charge line's amount after its discounts
+    debited_at: dt.datetime | None = None  # a proration credit: when its row was charged
 
 
 @dataclass
@@ -188,6 +189,8 @@ def reference_price(
                 continue
             inv = RefInvoice(key_of(sub.subscription_id, ps), sub.subscription_id, ps, pe, currency)
             _charges(inv, item_rows, usage, engine.proration, mode, natural_end)
+            if not engine.prorations_discountable:
+                _discount_prorations(inv, sub_discounts, every, catalog, mode)
             if not inv.lines:
                 continue
             inv.subtotal = sum(line.amount for line in inv.lines)
@@ -222,6 +225,7 @@ def _charges(
                     f = _fraction(proration, t, ps, natural_end)
                     amount = sign * round_decimal(exact_charge(terms, qty) * f, mode)
                     line = RefLine("proration", amount, terms.price_id, item_id, qty, t, pe)
+                    line.debited_at = vf
                     prorations.append((position, t, 0 if sign < 0 else 1, line))
     # usage: one line per meter, from the metered row in force last in the period
     chosen: dict[str, tuple[int, tuple[str, PriceTerms, int, dt.datetime, dt.datetime | None]]] = {}
@@ -298,6 +302,55 @@ def _discount_rows(rows: pd.DataFrame, catalog: Catalog, currency: str) -> list[
     return out
 
 
+def _in_force(
+    d: RefDiscount, at: dt.datetime, every: list[tuple[dt.datetime, dt.datetime]]
+) -> bool:
+    """Whether a discount is in force at an instant (a ``once`` coupon until its invoice)."""
+    if d.once:
+        first = next((s for s, _ in every if s >= d.starts), None)
+        return first is not None and d.starts <= at <= first
+    return d.starts <= at and (d.ends is None or at < d.ends)
+
+
+def _discount_prorations(
+    inv: RefInvoice,
+    rows: list[RefDiscount],
+    every: list[tuple[dt.datetime, dt.datetime]],
+    catalog: Catalog,
+    mode: str,
+) -> None:
+    """Percent-off discounts in force built into each proration line, item-level first.
+
+    docs.stripe.com/billing/subscriptions/coupons: proration items are not discountable.
+    A debit (and a classic credit) takes the discounts in force at the change; a flexible
+    credit those in force when the credited row was charged (billing-mode/compare).
+    """
+    for line in inv.lines:
+        if line.kind != "proration":
+            continue
+        assert line.start is not None
+        at = line.start
+        if line.amount < 0 and catalog.billing_mode == "flexible":
+            at = max(line.debited_at or inv.period_start, inv.period_start)
+        chosen = [
+            d
+            for d in rows
+            if d.percent is not None
+            and _in_force(d, at, every)
+            and (d.item_id is None or d.item_id == line.item_id)
+            and (d.products is None or line.product in d.products)
+        ]
+        ordered = [d for d in chosen if d.item_id is not None] + [
+            d for d in chosen if d.item_id is None
+        ]
+        magnitude = abs(line.amount)
+        for d in ordered:
+            assert d.percent is not None
+            magnitude -= round_decimal(magnitude * d.percent / 100, mode)
+        line.amount = magnitude if line.amount >= 0 else -magnitude
+        line.net = line.amount
+
+
 def _discounts(
     inv: RefInvoice,
     rows: list[RefDiscount],
@@ -324,7 +377,8 @@ def _discounts(
         lines = [
             line
             for line in inv.lines
-            if (d.item_id is None or line.item_id == d.item_id)
+            if (line.kind != "proration" or catalog.engine.prorations_discountable)
+            and (d.item_id is None or line.item_id == d.item_id)
             and (d.products is None or line.product in d.products)
         ]
         base = sum(line.net for line in lines)
