@@ -99,6 +99,7 @@ class LegacyBook:
             "rounding": "half_up",
             "discount_rounding": "per_invoice",
             "tax_rounding": "per_invoice",
+            "prorations_discountable": True,
         }
         self.prices: dict[str, dict[str, Any]] = {p["id"]: p for p in cat["prices"]}
         self.tax_by_country = {t["country"]: Decimal(t["percentage"]) for t in cat["tax_rates"]}
