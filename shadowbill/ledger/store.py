@@ -14,6 +14,7 @@ and advisory locks where a check must precede an insert).
 from __future__ import annotations
 
 import json
+from typing import Final
 
 import pandas as pd
 import sqlalchemy as sa
@@ -52,6 +53,11 @@ __all__ = [
     "default_url",
     "open_ledger",
 ]
+
+
+# What a rollback removes (catalog objects are kept on purpose, and objects another live
+# batch uses): one of these still live in a rolled-back batch is an orphan.
+REMOVED_BY_ROLLBACK: Final = ("customer", "coupon", "subscription", "subscription_schedule")
 
 
 def open_ledger(url: str | None = None, *, actor: str | None = None) -> Ledger:
@@ -108,11 +114,28 @@ class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords, LeaseRecords):
             counts = _frame(conn, counts_stmt)
             stuck = _frame(conn, stuck_stmt)
             t = target_objects.c
+            other = target_objects.alias("other")
+            other_batch = batches.alias("other_batch")
+            shared = (
+                sa.select(other.c.op_key)
+                .join(other_batch, other_batch.c.batch_id == other.c.batch_id)
+                .where(
+                    other.c.op_key == t.op_key,
+                    other.c.deleted_at.is_(None),
+                    other_batch.c.status != states.ROLLED_BACK,
+                )
+                .exists()
+            )
             orphans = _frame(
                 conn,
                 sa.select(t.batch_id, t.op_key, t.kind, t.subscription_id, t.target_id)
                 .join(batches, b.batch_id == t.batch_id)
-                .where(b.status == states.ROLLED_BACK, t.deleted_at.is_(None))
+                .where(
+                    b.status == states.ROLLED_BACK,
+                    t.deleted_at.is_(None),
+                    t.kind.in_(REMOVED_BY_ROLLBACK),
+                    ~shared,
+                )
                 .order_by(t.batch_id, t.op_key),
             )
         wide = (

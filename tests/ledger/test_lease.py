@@ -47,6 +47,7 @@ def test_an_expired_lease_is_no_lease(ledger: Ledger) -> None:
 def test_status_flags_objects_left_live_by_a_rolled_back_batch(ledger: Ledger) -> None:
     batch = ledger.create_batch(1, plan_frame(["a"]), FINGERPRINTS)
     ledger.record_object(batch, "customer:c_a", "customer", "cus_X")
+    ledger.record_object(batch, "price:p", "price", "price_X")  # catalog: kept on purpose
     ledger.record_object(batch, "subscription:a", "subscription", "sub_X", subscription_id="a")
     ledger.mark_deleted(batch, "customer:c_a")
     ledger.transition(batch, ["a"], "rolled_back")
