@@ -40,6 +40,7 @@ from shadowbill.migrate.batch_inputs import (
 )
 from shadowbill.migrate.batch_select import Selection, select_batch
 from shadowbill.output_folder import FolderTakenError, StagedFolder
+from shadowbill.pricing.catalog import Catalog, TaxMode
 from shadowbill.reconcile.policy import load_policy
 from shadowbill.snapshot.fingerprints import (
     customer_fingerprints,
@@ -59,6 +60,8 @@ from shadowbill.targets.model import KIND_ORDER, Operation
 from shadowbill.targets.operations import build_operations, cutover_facts
 from shadowbill.targets.stripe_api import StripeTarget
 from shadowbill.targets.stripe_csv import write_stripe_csv
+from shadowbill.targets.tax_address import missing_tax_address
+from shadowbill.translate.plan import Plan
 from shadowbill.translate.rollout import load_rollout, target_price_catalog
 from shadowbill.translate.run import translate
 
@@ -104,6 +107,12 @@ class PlanResult:
             lines.append(
                 f"{s['payment_method_unknown']} attached customer(s) not checked for a payment "
                 "method (no Stripe key at plan)"
+            )
+        if s.get("held_for_tax_address"):
+            lines.append(
+                f"{s['held_for_tax_address']} subscription(s) held out: their customer lacks the "
+                "address external tax needs (postal code in the US, postal code or state in "
+                f"Canada, else the country): {', '.join(s['held_for_tax_address_ids'][:10])}"
             )
         methods = ", ".join(f"{n} {k}" for k, n in s["collection_methods"].items())
         lines.append(
@@ -162,6 +171,8 @@ def plan_batch(
     plan = translate(snapshot, rollout, phase)
     pinned = pin_as_of(rollout, plan.as_of)
     taken = ledger.taken_subscriptions()
+    held = _held_for_tax_address(plan, target_price_catalog(pinned))
+    taken = taken | set(held)
     pool_ids = plan.assignments.loc[
         ~plan.assignments["subscription_id"].astype(str).isin(taken), "subscription_id"
     ]
@@ -228,7 +239,11 @@ def plan_batch(
         ops = build_operations(
             bplan, pinned, subset, batch_id=bid, subscription_ids=ids, links=attach
         )
-        stripe_info: dict[str, Any] = {"api_version": STRIPE_API_VERSION}
+        stripe_info: dict[str, Any] = {
+            "api_version": STRIPE_API_VERSION,
+            "held_for_tax_address": len(held),
+            "held_for_tax_address_ids": held[:50],
+        }
         stripe_info |= stripe_setup(
             ops,
             links,
@@ -295,6 +310,17 @@ def plan_batch(
                 stripe=stripe_info,
             )
     raise MigrationError(f"could not find a free batch id for phase {phase}")  # pragma: no cover
+
+
+def _held_for_tax_address(plan: Plan, catalog: Catalog) -> list[str]:
+    """Mapped subscriptions whose customer lacks the address external tax needs (sorted)."""
+    if catalog.tax_mode != TaxMode.EXTERNAL:
+        return []
+    customers = plan.snapshot["customers"]
+    lacking = customers.loc[missing_tax_address(customers).to_numpy(), "customer_id"]
+    a = plan.assignments
+    held = a.loc[a["customer_id"].astype(str).isin(set(lacking.astype(str))), "subscription_id"]
+    return sorted(held.astype(str))
 
 
 def _check_out_dir(ledger: Ledger, folder: Path) -> None:

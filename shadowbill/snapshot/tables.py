@@ -71,6 +71,7 @@ SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "canceled", "unpaid",
 INTERVALS = ("day", "week", "month", "year")
 LINE_KINDS = ("recurring", "usage", "proration", "one_off", "discount", "tax")
 INVOICE_STATUSES = ("draft", "open", "paid", "void", "uncollectible")
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 
 CUSTOMERS = Table(
     "customers",
@@ -84,6 +85,13 @@ CUSTOMERS = Table(
         Column("created_at", TS),
         Column("tax_exempt", BOOL),
         Column("timezone", STR, required=False),  # IANA name; billing dates are local there
+        # the customer's existing Stripe customer (attached by a migration, never duplicated)
+        Column("stripe_customer_id", STR, required=False),
+        # the billing address an outside tax engine needs (with country above)
+        Column("address_line1", STR, required=False),
+        Column("address_city", STR, required=False),
+        Column("address_postal_code", STR, required=False),
+        Column("address_state", STR, required=False),
     ),
     key=("customer_id",),
 )
@@ -101,6 +109,9 @@ SUBSCRIPTIONS = Table(
         Column("canceled_at", TS, required=False),
         Column("trial_end", TS, required=False),
         Column("currency", STR),
+        # the payment terms the legacy system holds for the subscription
+        Column("collection_method", STR, required=False, enum=COLLECTION_METHODS),
+        Column("days_until_due", INT, required=False, non_negative=True),
     ),
     key=("subscription_id",),
     foreign_keys=(ForeignKey("customer_id", "customers"),),

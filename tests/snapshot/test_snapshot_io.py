@@ -43,6 +43,11 @@ def snapshot() -> Snapshot:
             ),
             "tax_exempt": [False, True],
             "timezone": [None, "Asia/Tokyo"],
+            "stripe_customer_id": ["cus_Acme", None],
+            "address_line1": ["1 Main St", None],
+            "address_city": ["Austin", None],
+            "address_postal_code": ["78701", None],
+            "address_state": ["TX", None],
         }
     ).astype({c.name: pandas_dtype(c.type) for c in TABLES["customers"].columns})
     subs = empty_frame(TABLES["subscriptions"])
