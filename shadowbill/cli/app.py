@@ -308,6 +308,13 @@ def _run_options(
     type=OUTPUT,
     help="Folder for report.html, findings.*, summary.json, junit.xml, or an fsspec URL (s3://...).",
 )
+@click.option(
+    "--rates",
+    "rates_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Rates CSV (date,from,to,rate) for one reporting-currency view on the page.",
+)
 @user_errors
 def reconcile(
     snapshot_dir: Path,
@@ -320,6 +327,7 @@ def reconcile(
     dask_address: str | None,
     work_dir: Path | None,
     out_dir: Path | str,
+    rates_path: Path | None,
 ) -> None:
     """Reconcile a rollout phase and write the finance report and findings."""
     from shadowbill.reconcile.progress_bar import partition_progress
@@ -333,7 +341,7 @@ def reconcile(
             snapshot_dir, rollout_path, phase, policy_path, options=options, progress=tick
         )
     with output_folder(out_dir) as local:
-        written = write_reports(result, local)
+        written = write_reports(result, local, rates=rates_path)
     print_terminal_summary(result)
     for name, path in written.items():
         click.echo(f"{name:>10}  {shown(path, local, out_dir)}")
@@ -500,6 +508,33 @@ def demo(
         migrate=migrate,
         echo=click.echo,
         stripe_customers=stripe_customers,
+    )
+
+
+@main.command()
+@click.argument("report_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True, help="Who signs.")
+@click.option("--role", required=True, help="In which role (e.g. Financial controller).")
+@click.option("--note", default=None, help="A decision or comment kept with the sign-off.")
+@click.option("--ledger", "ledger_url", default=None, help="Also keep it in this ledger.")
+@user_errors
+def signoff(
+    report_dir: Path, name: str, role: str, note: str | None, ledger_url: str | None
+) -> None:
+    """Sign a report: append who and when, with the report's fingerprints, to signoff.json
+    and the page (and the ledger); refused when the report changed since it was written."""
+    from shadowbill.reports.signoff import sign_off
+
+    record = sign_off(report_dir, name, role, note)
+    if ledger_url is not None:
+        from shadowbill.ledger import open_ledger
+
+        with open_ledger(ledger_url, actor=name) as ledger:
+            ledger.record_signoff(record)
+    summary = record["fingerprints"].get("summary.json", "")
+    click.echo(
+        f"signed phase {record['phase']} ({record['verdict']}) as {record['name']},"
+        f" {record['role']}, at {record['signed_at']}; summary.json sha256 {summary}"
     )
 
 

@@ -19,6 +19,8 @@ from shadowbill.reconcile.run import reconcile_files
 from shadowbill.rehearsal.extra import INSTALL_HINT, missing_server_modules
 from shadowbill.reports.write import write_reports
 
+PHASES = (1, 2, 3)
+
 
 def examples_dir() -> Path:
     """The demo company's catalogs, rollout rules and policy, wherever shadowbill is installed."""
@@ -58,21 +60,32 @@ def run_demo(
     priced_dir = out / "priced-legacy"
     price_to_files(snapshot_dir, examples / "legacy_catalog.yaml", priced_dir, start=None, end=None)
 
-    echo(f"4/5 reconcile phase {phase} of the rollout and write the finance report")
-    result = reconcile_files(
-        snapshot_dir, examples / "rollout.yaml", phase, examples / "policy.yaml"
-    )
-    report_dir = out / f"report-phase{phase}"
-    written = write_reports(result, report_dir)
-
-    planted, found, other = _drift_against_truth(result, demo.errors_path)
-    verdict = "PASS" if result.verdict.passed else "FAIL"
+    echo("4/5 reconcile each phase of the rollout and write its finance report")
+    written: dict[str, Path] = {}
+    verdicts: list[str] = []
+    drift_line = ""
+    for each in PHASES:
+        result = reconcile_files(
+            snapshot_dir, examples / "rollout.yaml", each, examples / "policy.yaml"
+        )
+        for name, path in write_reports(result, out / f"report-phase{each}").items():
+            written[f"phase {each} {name}"] = path
+        verdict = "PASS" if result.verdict.passed else "FAIL"
+        verdicts.append(f"gate verdict (phase {each}): {verdict}")
+        for check in result.verdict.failures:
+            verdicts.append(f"  {check.name}: {check.value} (limit {check.limit}): {check.detail}")
+        if each == phase:
+            planted, found, other = _drift_against_truth(result, demo.errors_path)
+            drift_line = (
+                f"legacy drift (comparison A, phase {phase} cohort): found {found} of the"
+                f" {planted} planted legacy billing errors in this cohort, {other} other"
+                " differences"
+            )
     echo("")
-    echo(f"gate verdict (phase {phase}): {verdict}")
-    echo(
-        f"legacy drift (comparison A, phase {phase} cohort): found {found} of the {planted} planted "
-        f"legacy billing errors in this cohort, {other} other differences"
-    )
+    for line in verdicts:
+        echo(line)
+    if drift_line:
+        echo(drift_line)
     migrated: dict[str, Path] = {}
     missing = missing_server_modules() if migrate else []
     if migrate and missing:
@@ -96,7 +109,7 @@ def run_demo(
         "planted errors": demo.errors_path,
         "snapshot": snapshot_dir,
         "legacy recomputed": priced_dir,
-        **{f"report {k}": v for k, v in written.items()},
+        **{f"report {k}": v for k, v in written.items() if k.endswith(("html", "summary"))},
         **migrated,
     }
     width = max(len(k) for k in outputs)

@@ -138,3 +138,25 @@ audit_log = sa.Table(
 )
 
 TABLES: Final[tuple[sa.Table, ...]] = (batches, batch_subscriptions, target_objects, audit_log)
+
+
+# Sign-offs of reconciliation reports (shadowbill signoff --ledger): who signed which
+# report, when, and the fingerprints of what they signed.
+signoffs = sa.Table(
+    "signoffs",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
+    sa.Column("name", sa.String(ID), nullable=False),
+    sa.Column("role", sa.String(ID), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("phase", sa.Integer),
+    sa.Column("report", sa.Text, nullable=False),  # the report folder, as given
+    sa.Column("summary_sha256", sa.String(128), nullable=False),
+    sa.Column("fingerprints_json", sa.Text, nullable=False),
+)

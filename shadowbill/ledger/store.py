@@ -40,6 +40,7 @@ from shadowbill.ledger.schema import (
     batches,
     target_objects,
 )
+from shadowbill.ledger.signoff_records import SignoffRecords
 from shadowbill.ledger.subscription_records import SubscriptionRecords
 from shadowbill.snapshot.io import mask_password
 
@@ -75,7 +76,7 @@ def open_ledger(url: str | None = None, *, actor: str | None = None) -> Ledger:
     return Ledger(engine, url=url, actor=actor)
 
 
-class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords, LeaseRecords):
+class Ledger(BatchRecords, SubscriptionRecords, ObjectRecords, LeaseRecords, SignoffRecords):
     """The migration ledger behind one SQLAlchemy engine; see :func:`open_ledger`."""
 
     def status(self) -> LedgerStatus:

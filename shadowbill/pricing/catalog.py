@@ -487,6 +487,11 @@ class Catalog(CatalogShape):
                 return p
         raise PricingError(f"price {price_id!r} is not in catalog {self.catalog!r}")
 
+    def display_names(self) -> dict[str, str]:
+        """Price id -> the name people use: its nickname, else its product's name."""
+        products = {p.id: p.name for p in self.products}
+        return {p.id: p.nickname or products.get(p.product, p.id) for p in self.prices}
+
     def product(self, product_id: str) -> Product:
         """The product with this id."""
         for p in self.products:

@@ -142,9 +142,9 @@ def evaluate_gate(
     checks.append(
         GateCheck(
             "increase_cap",
-            len(rising) <= cap.max_customers,
-            f"<= {cap.max_customers} customers above +{cap.above_percent}%",
-            f"{len(rising)} customers",
+            cap.allows(len(rising), len(mapped)),
+            cap.describe(),
+            f"{len(rising)} of {len(mapped)} customers",
             f"{len(rising)} customers pay more than {cap.above_percent}% more"
             + (f": {_some(rising['customer_id'])}" if len(rising) else ""),
         )

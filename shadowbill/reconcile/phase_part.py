@@ -28,6 +28,14 @@ from shadowbill.reconcile.findings_spill import FindingStats, Spill, ordered, sp
 from shadowbill.reconcile.gate import gate_relevant
 from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import MONTHLY_COLUMNS
+from shadowbill.reconcile.revenue import (
+    BRIDGE_COLUMNS,
+    REVENUE_COLUMNS,
+    RUN_RATE_COLUMNS,
+    net_attribution,
+    revenue_view,
+    run_rate_view,
+)
 from shadowbill.reconcile.views import (
     b_findings,
     customer_findings,
@@ -85,6 +93,10 @@ class PhasePart:
     unmapped: pd.DataFrame
     pricing_errors: pd.DataFrame
     drift: pd.DataFrame  # comparison A per invoice, with the issued invoice's id
+    revenue: pd.DataFrame  # net of tax, per month, segment and basis (revenue.py)
+    run_rate: pd.DataFrame  # per customer
+    bridge: pd.DataFrame  # per currency and step
+    cutover: tuple[pd.Timestamp, pd.Timestamp] | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -234,6 +246,10 @@ def reconcile_part(
     named = tuple(with_customer_names(g, snapshot["customers"]) for g in groups)
     findings, buckets = ordered(named)
     keep = gate_relevant(findings, policy, phase)
+    net = net_attribution(attributed, sides.l0.invoices, sides.l1.invoices, sides.new.invoices)
+    segments = snapshot["customers"].drop_duplicates("customer_id").set_index("customer_id")
+    run_rate, bridge = run_rate_view(net, plan.assignments)
+    cut = plan.assignments["cutover_at"].dropna()
     part = PhasePart(
         phase_name=plan.phase_name,
         spill=spill(findings, buckets, spill_path),
@@ -247,6 +263,15 @@ def reconcile_part(
         unmapped=plan.unmapped,
         pricing_errors=pd.concat([sides.l0.errors, sides.new.errors], ignore_index=True),
         drift=drift,
+        revenue=revenue_view(
+            sides.legacy_history["invoices"],
+            net,
+            plan.assignments,
+            segments["segment"].astype("string"),
+        ),
+        run_rate=run_rate,
+        bridge=bridge,
+        cutover=(pd.Timestamp(cut.min()), pd.Timestamp(cut.max())) if len(cut) else None,
         counts={
             "cohort_subscriptions": int(plan.cohort_size),
             "mapped_subscriptions": len(plan.assignments),
@@ -334,3 +359,34 @@ def combine_pricing_errors(parts: list[PhasePart]) -> pd.DataFrame:
         return whole
     keys = [c for c in ("subscription_id", "period_start", "price_id", "reason") if c in whole]
     return whole.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def combine_revenue(parts: list[PhasePart]) -> pd.DataFrame:
+    """Revenue per month, currency, segment and basis summed over partitions."""
+    whole = pd.concat([p.revenue for p in parts], ignore_index=True)
+    keys = list(REVENUE_COLUMNS)[:4]
+    sums = whole.groupby(keys, sort=True, as_index=False)[list(REVENUE_COLUMNS)[4:]].sum()
+    return sums.reindex(columns=list(REVENUE_COLUMNS)).astype(REVENUE_COLUMNS)
+
+
+def combine_run_rate(parts: list[PhasePart]) -> pd.DataFrame:
+    """Every partition's run-rate per customer, by customer and currency."""
+    out = _sorted([p.run_rate for p in parts], ["customer_id", "currency"])
+    return out.astype(RUN_RATE_COLUMNS)
+
+
+def combine_bridge(parts: list[PhasePart]) -> pd.DataFrame:
+    """The run-rate bridge summed over partitions, steps in their order."""
+    whole = pd.concat([p.bridge for p in parts], ignore_index=True)
+    order = {s: i for i, s in enumerate(pd.unique(whole["step"]))}
+    sums = whole.groupby(["currency", "step"], as_index=False)["amount"].sum()
+    sums = sums.assign(_o=sums["step"].map(order)).sort_values(["currency", "_o"], kind="stable")
+    return sums.drop(columns="_o").reset_index(drop=True).astype(BRIDGE_COLUMNS)
+
+
+def combine_cutover(parts: list[PhasePart]) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The earliest and latest cut-over over partitions."""
+    known = [p.cutover for p in parts if p.cutover is not None]
+    if not known:
+        return None
+    return min(k[0] for k in known), max(k[1] for k in known)

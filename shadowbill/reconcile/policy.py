@@ -42,10 +42,33 @@ class Tolerance(_Strict):
 
 
 class IncreaseCap(_Strict):
-    """At most ``max_customers`` customers may see their bill rise by more than ``above_percent``."""
+    """How many customers may see their bill rise by more than ``above_percent``: at most
+    ``max_customers``, and at most ``max_share`` percent of the phase's mapped customers
+    (each limit given must hold; with neither, none may)."""
 
     above_percent: Decimal = Field(Decimal(20), ge=0)
-    max_customers: int = Field(0, ge=0)
+    max_customers: int | None = Field(None, ge=0)
+    max_share: Decimal | None = Field(
+        None, ge=0, le=100, description="percent of the phase's mapped customers"
+    )
+
+    def allows(self, rising: int, cohort: int) -> bool:
+        """Whether ``rising`` of ``cohort`` mapped customers is within every limit given."""
+        absolute = self.max_customers if self.max_customers is not None else None
+        if absolute is None and self.max_share is None:
+            absolute = 0
+        if absolute is not None and rising > absolute:
+            return False
+        return self.max_share is None or Decimal(rising) * 100 <= self.max_share * cohort
+
+    def describe(self) -> str:
+        """The limit as written, for the gate table."""
+        parts = []
+        if self.max_customers is not None or self.max_share is None:
+            parts.append(f"<= {self.max_customers or 0} customers")
+        if self.max_share is not None:
+            parts.append(f"<= {self.max_share}% of the mapped customers")
+        return " and ".join(parts) + f" above +{self.above_percent}%"
 
 
 class ComparisonLimit(_Strict):

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from shadowbill.reconcile.findings import empty_findings
+from shadowbill.reconcile.revenue import BRIDGE_COLUMNS, REVENUE_COLUMNS, RUN_RATE_COLUMNS
 
 # One row per customer (and currency) of the phase's cohort.
 CUSTOMER_COLUMNS: dict[str, str] = {
@@ -125,6 +126,16 @@ class ReconciliationResult:
     monthly: pd.DataFrame = field(default_factory=lambda: empty_frame(MONTHLY_COLUMNS))
     plan_moves: pd.DataFrame = field(default_factory=lambda: empty_frame(PLAN_MOVE_COLUMNS))
     lines: pd.DataFrame = field(default_factory=lambda: empty_frame(LINE_COLUMNS))
+    # Net of tax: billings and recognized revenue per month, segment and basis (history |
+    # projection), the run-rate at the cut-over per customer, and its bridge per currency.
+    revenue: pd.DataFrame = field(default_factory=lambda: empty_frame(REVENUE_COLUMNS))
+    run_rate: pd.DataFrame = field(default_factory=lambda: empty_frame(RUN_RATE_COLUMNS))
+    bridge: pd.DataFrame = field(default_factory=lambda: empty_frame(BRIDGE_COLUMNS))
+    # The earliest and latest cut-over of the phase's mapped subscriptions.
+    cutover: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    # Names people use: price id -> catalog nickname; rule id -> the rule's description.
+    price_names: dict[str, str] = field(default_factory=dict)
+    rule_descriptions: dict[str, str] = field(default_factory=dict)
     # "unmapped" (subscription_id, customer_id, reason), "quarantined" (the snapshot's
     # quarantine frame), "unexplained" and "drift" (findings subsets).
     exceptions: dict[str, pd.DataFrame] = field(default_factory=dict)

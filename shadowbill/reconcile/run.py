@@ -43,12 +43,16 @@ from shadowbill.reconcile.phase_part import (
     Bounds,
     PhasePart,
     Window,
+    combine_bridge,
     combine_counts,
     combine_customers,
+    combine_cutover,
     combine_drift,
     combine_monthly,
     combine_notable,
     combine_pricing_errors,
+    combine_revenue,
+    combine_run_rate,
     combine_stats,
     combine_unmapped,
     combine_waterfall,
@@ -437,6 +441,10 @@ def _assemble(
         customers=customers,
         waterfall=combine_waterfall(parts),
         monthly=combine_monthly(parts),
+        revenue=combine_revenue(parts),
+        run_rate=combine_run_rate(parts),
+        bridge=combine_bridge(parts),
+        cutover=combine_cutover(parts),
         plan_moves=plan_moves_view(customers),
         lines=lines,
         exceptions={
@@ -487,7 +495,7 @@ def reconcile_phase(
     workdir = _Workdir(options.work_dir)
     parts, base = _run_parts(snapshot, rollout, policy, phase, in_process, progress, workdir.path)
     assert base.window is not None  # set by _run_parts
-    return _assemble(
+    result = _assemble(
         parts,
         base.window,
         phase,
@@ -498,6 +506,7 @@ def reconcile_phase(
         lambda chosen, n: _detail(base, in_process.executor, chosen, n),
         workdir,
     )
+    return _with_names(result, rollout)
 
 
 def reconcile_files(
@@ -551,7 +560,7 @@ def reconcile_files(
     )
     quarantine = _quarantine(source)
     assert base.window is not None  # set by _run_parts
-    return _assemble(
+    result = _assemble(
         parts,
         base.window,
         phase,
@@ -562,6 +571,21 @@ def reconcile_files(
         lambda chosen, n: _detail(base, options.executor, chosen, n),
         workdir,
     )
+    return _with_names(result, rollout)
+
+
+def _with_names(result: ReconciliationResult, rollout: Rollout) -> ReconciliationResult:
+    """The result with the names people use for prices (catalog nicknames) and rules."""
+    result.price_names = {
+        **rollout.catalogs.legacy.display_names(),
+        **rollout.catalogs.new.display_names(),
+    }
+    result.rule_descriptions = {
+        rule.id: (rule.description or "").strip()
+        for phase in rollout.spec.phases
+        for rule in phase.rules
+    }
+    return result
 
 
 def _check_cluster(

@@ -46,6 +46,20 @@ _CAUSE_TEXT = {
 }
 
 
+# A customer's waterfall step sums several subscriptions and invoices, so its text is a
+# whole sentence without the per-invoice detail (the plans are in the customer's row).
+STEP_TEXT = {
+    **_CAUSE_TEXT,
+    "price_change": "the new catalog's prices for the same items",
+    "quantity_transform": "quantities transformed as the rollout says",
+    "removed_item": "legacy items removed or replaced by usage",
+    "new_usage_charge": "new usage charges",
+    "discount_lost": "legacy discounts dropped at the cut-over",
+    "legacy_total": "legacy model, recomputed",
+    "new_total": "new model",
+}
+
+
 def restrict(snapshot: Snapshot, subscription_ids: pd.Series) -> Snapshot:
     """The snapshot's rows of these subscriptions only (customers and tax rates kept whole)."""
     return subscriptions_only(snapshot, subscription_ids)
@@ -232,9 +246,7 @@ def waterfall_view(attributed: pd.DataFrame) -> pd.DataFrame:
     long["step"] = long["cause"].map(order)
     keep = long["cause"].isin(["legacy_total", "new_total"]) | (long["amount"] != 0)
     long = long[keep].sort_values(["customer_id", "currency", "step"], kind="stable")
-    long["explanation"] = long["cause"].map(
-        {**_CAUSE_TEXT, "legacy_total": "legacy model, recomputed", "new_total": "new model"}
-    )
+    long["explanation"] = long["cause"].map(STEP_TEXT)
     return (
         long.reindex(columns=list(WATERFALL_COLUMNS))
         .astype(WATERFALL_COLUMNS)

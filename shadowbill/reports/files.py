@@ -24,6 +24,7 @@ from shadowbill.reconcile.findings import empty_findings
 from shadowbill.reconcile.findings_spill import CSV_OPTIONS, csv_ready, read_batches
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports import aggregates as agg
+from shadowbill.reports.communications import customers_changing
 from shadowbill.reports.payload import report_customers
 from shadowbill.reports.xlsx import Block, Column, Sheet, write_workbook
 
@@ -154,6 +155,22 @@ _CUSTOMER_COLUMNS = (
 )
 
 
+_CHANGING_COLUMNS = (
+    Column("customer_id", "customer_id"),
+    Column("name", "name", width=30),
+    Column("segment", "segment", width=11),
+    Column("account_owner", "account_owner", width=18),
+    Column("currency", "currency", width=8),
+    Column("legacy_monthly (net of tax)", "legacy_monthly_minor", "money", "currency", width=18),
+    Column("new_monthly (net of tax)", "new_monthly_minor", "money", "currency", width=18),
+    Column("change", "change_minor", "money", "currency", width=16),
+    Column("change_percent", "change_percent", width=10),
+    Column("causes", "causes", width=50),
+    Column("legacy_plan", "legacy_plan", width=34),
+    Column("new_plan", "new_plan", width=34),
+)
+
+
 def _most_severe(findings: pd.DataFrame, limit: int) -> pd.DataFrame:
     """Most severe first, largest differences first; a stable sort keeps the input order
     between equals, so the sheet is deterministic."""
@@ -232,10 +249,16 @@ def write_xlsx(result: ReconciliationResult, out_path: Path) -> Path:
             " every exception, then the largest changes."
         )
         customers = report_customers(customers, pd.Index([]), MAX_SHEET_ROWS)
+    changing = customers_changing(result)
     sheets = (
         _summary_sheet(result, notes),
         Sheet("Findings", (Block(findings, _FINDING_COLUMNS),), freeze_header=True),
         Sheet("Customers", (Block(customers, _CUSTOMER_COLUMNS),), freeze_header=True),
+        Sheet(
+            "Customers changing",
+            (Block(changing.head(MAX_SHEET_ROWS), _CHANGING_COLUMNS),),
+            freeze_header=True,
+        ),
     )
     return write_workbook(out_path, sheets)
 

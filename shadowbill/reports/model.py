@@ -17,6 +17,7 @@ import pandas as pd
 
 from shadowbill.reconcile.result import GateVerdict, ReconciliationResult
 from shadowbill.reports import aggregates as agg
+from shadowbill.reports.finance import Finance, build_finance
 
 SUMMARY_VERSION = 1
 
@@ -257,6 +258,7 @@ class ReportData:
     ups: tuple[Mover, ...]
     downs: tuple[Mover, ...]
     exceptions: Exceptions
+    finance: Finance
 
     def summary_dict(self) -> dict[str, Any]:
         """summary.json's content: the verdict, counts, totals per currency and findings."""
@@ -292,6 +294,8 @@ class ReportData:
         """The whole report as JSON data (instants as ISO text)."""
         out = dataclasses.asdict(self)
         out["generated_at"] = self.generated_at.isoformat()
+        out["finance"].update(self.finance.summary_dict()["cutover"])  # instants as text
+        del out["finance"]["cutover_first"], out["finance"]["cutover_last"]
         return out
 
 
@@ -526,4 +530,5 @@ def build_report(
         ups=_movers(ups),
         downs=_movers(downs),
         exceptions=_exceptions(result, table_rows),
+        finance=build_finance(result),
     )

@@ -15,7 +15,14 @@ from shadowbill.errors import ReportError
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reports.model import SUMMARY_VERSION, ReportData, build_report
 
-__all__ = ["SUMMARY_VERSION", "build_summary", "summary_json", "write_summary"]
+__all__ = [
+    "SUMMARY_VERSION",
+    "build_summary",
+    "finance_json",
+    "summary_json",
+    "write_finance",
+    "write_summary",
+]
 
 
 def _model(source: ReconciliationResult | ReportData) -> ReportData:
@@ -40,4 +47,24 @@ def write_summary(source: ReconciliationResult | ReportData, out_path: Path) -> 
         out_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"cannot write the summary {out_path}: {exc.strerror}") from exc
+    return out_path
+
+
+def finance_json(report: ReportData) -> str:
+    """finance.json's exact text: revenue net of tax (history, projection, together) and the
+    run-rate at the cut-over per currency, in minor units; sorted keys."""
+    data = {
+        "summary_version": SUMMARY_VERSION,
+        "phase": report.phase,
+        **report.finance.summary_dict(),
+    }
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_finance(report: ReportData, out_path: Path) -> Path:
+    """Write finance.json beside summary.json (summary.json keeps its shape for CI)."""
+    try:
+        out_path.write_text(finance_json(report), encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"cannot write {out_path}: {exc.strerror}") from exc
     return out_path

@@ -85,7 +85,7 @@ def _write_as_release_0001(url: str) -> None:
 def test_a_ledger_written_at_0001_is_upgraded_and_keeps_its_rows(ledger_url):
     _write_as_release_0001(ledger_url)
     with open_ledger(ledger_url, actor="newuser") as ledger:
-        assert ledger.revision == migrations.head_revision() == "0003"
+        assert ledger.revision == migrations.head_revision() == "0004"
         info = ledger.batch("p1-0001")
         assert (info.status, info.size, info.created_by) == ("applying", 3, "olduser")
         assert info.created_at == T0 and info.gate_verdict is None
@@ -113,7 +113,7 @@ def test_a_ledger_written_at_0001_is_upgraded_and_keeps_its_rows(ledger_url):
         assert ledger.batch("p1-0001").gate_open
     # opening again is a no-op
     with open_ledger(ledger_url) as again:
-        assert again.revision == "0003" and len(again.batches()) == 2
+        assert again.revision == "0004" and len(again.batches()) == 2
 
 
 def test_the_migrated_schema_is_the_declared_one(ledger_url):
@@ -168,7 +168,7 @@ def test_downgrade_and_upgrade_again(tmp_path):
         assert "batches" not in sa.inspect(conn).get_table_names()
     engine.dispose()
     with open_ledger(url) as ledger:
-        assert ledger.revision == "0003" and ledger.batches().empty
+        assert ledger.revision == "0004" and ledger.batches().empty
 
 
 def test_a_ledger_from_a_newer_release_is_refused(tmp_path):
@@ -251,13 +251,13 @@ def test_the_alembic_command_line_migrates_a_ledger(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     with open_ledger(f"sqlite:///{db}") as ledger:
-        assert ledger.revision == "0003"
+        assert ledger.revision == "0004"
 
 
 def test_the_revisions_ship_inside_the_package():
     assert ALEMBIC_DIR.is_dir() and Path(ALEMBIC_DIR, "env.py").is_file()
     revisions = {s.revision for s in migrations.script_directory().walk_revisions()}
-    assert revisions == {"0001", "0002", "0003"}
+    assert revisions == {"0001", "0002", "0003", "0004"}
 
 
 def test_opening_a_new_ledger_from_several_places_at_once_migrates_it_once(ledger_url):
@@ -279,7 +279,7 @@ def test_opening_a_new_ledger_from_several_places_at_once_migrates_it_once(ledge
     for t in threads:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads), "opening the ledger hung"
-    assert errors == [] and revisions == ["0003"] * 4
+    assert errors == [] and revisions == [migrations.head_revision()] * 4
 
 
 def test_a_ledger_at_0002_with_rows_gets_the_lease_columns_empty(ledger_url):
@@ -292,7 +292,7 @@ def test_a_ledger_at_0002_with_rows_gets_the_lease_columns_empty(ledger_url):
         assert "lease_holder" not in {c["name"] for c in sa.inspect(conn).get_columns("batches")}
     engine.dispose()
     with open_ledger(ledger_url) as ledger:
-        assert ledger.revision == "0003"
+        assert ledger.revision == migrations.head_revision()
         assert ledger.batch(batch).gate_open and ledger.lease(batch) is None
         assert set(ledger.subscriptions(batch)["subscription_id"]) == {"a", "b"}
         assert ledger.acquire_lease(batch, "me").holder == "me"

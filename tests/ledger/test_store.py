@@ -416,4 +416,4 @@ def test_an_empty_ledger_answers_with_empty_frames(ledger):
     assert ledger.log().empty and ledger.batches().empty
     assert ledger.taken_subscriptions() == set()
     assert ledger.any_object_id("price:x") is None and ledger.object_batches("price:x") == []
-    assert ledger.revision == "0003"
+    assert ledger.revision == "0004"

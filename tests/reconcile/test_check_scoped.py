@@ -94,7 +94,7 @@ def test_a_policy_change_falls_back_to_a_full_run(
     estate: Path, baseline: Path, tmp_path: Path
 ) -> None:
     head = _config(tmp_path / "head")
-    policy = (head / "policy.yaml").read_text().replace("max_customers: 250", "max_customers: 5")
+    policy = (head / "policy.yaml").read_text().replace("max_share: 5 ", "max_share: 1 ")
     (head / "policy.yaml").write_text(policy)
     base = BaseConfig.from_dir(EXAMPLES, head / "rollout.yaml", head / "policy.yaml", {})
     said: list[str] = []

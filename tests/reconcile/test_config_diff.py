@@ -68,10 +68,10 @@ def test_engine_policy_and_cohort_changes_cannot_be_bounded(tmp_path: Path) -> N
     change = _diff(
         tmp_path,
         {
-            "policy.yaml": ("max_customers: 250", "max_customers: 5"),
+            "policy.yaml": ("max_share: 5 ", "max_share: 1 "),
             "rollout.yaml": (cutover, cutover.replace("01-01", "02-01")),
         },
     )
     reasons = " ".join(change.unbounded)
     assert "policy changed" in reasons and "phase 2's cutover changed" in reasons
-    assert change.policy == ("increase_cap.max_customers",)
+    assert change.policy == ("increase_cap.max_share",)

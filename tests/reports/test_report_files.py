@@ -49,7 +49,7 @@ def test_workbook_has_the_sheets_and_currency_formats(
     workbook: openpyxl.Workbook, result: ReconciliationResult
 ) -> None:
     wb = workbook
-    assert wb.sheetnames == ["Summary", "Findings", "Customers"]
+    assert wb.sheetnames == ["Summary", "Findings", "Customers", "Customers changing"]
     customers = wb["Customers"]
     header = [c.value for c in customers[1]]
     col = {name: i for i, name in enumerate(header)}

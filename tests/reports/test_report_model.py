@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 
 from shadowbill.reconcile.result import ReconciliationResult
@@ -39,7 +40,8 @@ def test_summary_and_page_render_the_same_model(
     result: ReconciliationResult, report: ReportData
 ) -> None:
     assert summary_json(report) == summary_json(result)
-    assert render_html(result, report=report) == render_html(result)
+    at = pd.Timestamp("2027-01-01T12:00:00Z")
+    assert render_html(result, report=report, rendered_at=at) == render_html(result, rendered_at=at)
 
 
 def test_money_in_the_model_is_integer_minor_units(report: ReportData) -> None:
