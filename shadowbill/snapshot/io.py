@@ -492,6 +492,21 @@ def _as_frame(data: pa.Table, table: Table) -> pd.DataFrame:
     return frame.astype({c: pandas_dtype(table.column(c).type) for c in data.column_names})
 
 
+def _optional_columns_added_since(schema: pa.Schema, table: Table) -> set[str] | None:
+    """The canonical optional columns a file written by an earlier release lacks (read as
+    nulls), or None when the file's schema is not an earlier form of the table's."""
+    canonical = table.arrow_schema
+    if any(
+        canonical.get_field_index(f.name) < 0 or not canonical.field(f.name).equals(f)
+        for f in schema
+    ):
+        return None
+    missing = {c.name for c in table.columns if schema.get_field_index(c.name) < 0}
+    if any(c.required for c in table.columns if c.name in missing):
+        return None
+    return missing
+
+
 def _read_arrow(
     snapshot_dir: Path,
     files: Sequence[tuple[str, str]],
@@ -515,9 +530,25 @@ def _read_arrow(
         else:
             raise SnapshotError(f"{path}: listed in the manifest but missing")
         parquet = pq.ParquetFile(source)
-        if not parquet.schema_arrow.equals(table.arrow_schema, check_metadata=False):
+        if parquet.schema_arrow.equals(table.arrow_schema, check_metadata=False):
+            parts.append(parquet.read(columns=names))
+            continue
+        added = _optional_columns_added_since(parquet.schema_arrow, table)
+        if added is None:
             raise SnapshotError(f"{path}: schema differs from the canonical {table.name} table")
-        parts.append(parquet.read(columns=names))
+        present = [c for c in names if c not in added]
+        data = parquet.read(columns=present)
+        columns_out = [
+            pa.nulls(data.num_rows, table.arrow_schema.field(c).type)
+            if c in added
+            else data.column(c)
+            for c in names
+        ]
+        parts.append(
+            pa.Table.from_arrays(
+                columns_out, schema=pa.schema([table.arrow_schema.field(c) for c in names])
+            )
+        )
     schema = pa.schema([table.arrow_schema.field(c) for c in names])
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
