@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from shadowbill.cli.catalog import catalog
-from shadowbill.cli.errors import InterruptibleGroup, user_errors
+from shadowbill.cli.errors import InterruptibleGroup, debug_option, user_errors
 from shadowbill.cli.migrate import migrate
 from shadowbill.cli.output_option import OUTPUT, shown
 from shadowbill.output_urls import output_folder
@@ -24,6 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shadowbill")
+@debug_option
 def main() -> None:
     """Shadow-bill a subscription billing migration: prove every invoice before cut-over."""
 

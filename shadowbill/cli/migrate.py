@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from shadowbill.cli.errors import InterruptibleGroup, user_errors
+from shadowbill.cli.errors import InterruptibleGroup, debug_option, user_errors
 from shadowbill.cli.output_option import OUTPUT, shown
 from shadowbill.output_urls import output_folder
 
@@ -111,6 +111,7 @@ def _console() -> Any:
 
 
 @click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def migrate() -> None:
     """Run a phased migration: plan, gate, apply, verify, cut over or roll back batches."""
 

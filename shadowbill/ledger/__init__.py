@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 from shadowbill.ledger.errors import (
+    BatchExistsError,
     DuplicateObjectError,
     LeaseHeldError,
     LedgerError,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_URL",
     "URL_ENV",
     "Batch",
+    "BatchExistsError",
     "DuplicateObjectError",
     "LeaseHeldError",
     "Ledger",

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from shadowbill.ledger import states
 from shadowbill.ledger.connection import LedgerConnection
 from shadowbill.ledger.errors import (
+    BatchExistsError,
     LedgerError,
     SubscriptionTakenError,
     TransitionError,
@@ -82,7 +83,7 @@ class BatchRecords(LedgerConnection):
             if conn.execute(
                 sa.select(batches.c.batch_id).where(batches.c.batch_id == new_id)
             ).first():
-                raise LedgerError(f"batch {new_id} already exists; choose another batch id")
+                raise BatchExistsError(f"batch {new_id} already exists; choose another batch id")
             conn.execute(
                 batches.insert().values(
                     batch_id=new_id,

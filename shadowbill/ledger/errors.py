@@ -13,6 +13,10 @@ class TransitionError(LedgerError):
     """A state change the transition table does not allow (names subscription, state, asked state)."""
 
 
+class BatchExistsError(LedgerError):
+    """A batch id the ledger already has (another planner may have taken it meanwhile)."""
+
+
 class SubscriptionTakenError(LedgerError):
     """Subscriptions asked for a new batch while they are still in a live batch."""
 

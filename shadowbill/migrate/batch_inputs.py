@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +100,6 @@ def batch_plan(
             f"{first_few(lost, SHOW)}; roll the batch back and plan again"
         )
     return subset, plan
-
-
-def next_batch_id(ledger: Ledger, phase: int) -> str:
-    """``p{phase}-{n:04d}`` with n one more than the highest of that phase."""
-    pattern = re.compile(rf"^p{phase}-(\d+)$")
-    ids: list[str] = ledger.batches(phase)["batch_id"].astype(str).tolist()
-    numbers = [int(m[1]) for b in ids if (m := pattern.match(str(b)))]
-    return f"p{phase}-{max(numbers, default=0) + 1:04d}"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pandas as pd
 from shadowbill.errors import (
     MigrationError,
 )
-from shadowbill.ledger import Ledger, LedgerError
+from shadowbill.ledger import BatchExistsError, Ledger, LedgerError
 from shadowbill.ledger import states as st
 from shadowbill.migrate.batch_files import (
     DEFAULT_BATCHES_DIR,
@@ -33,7 +33,6 @@ from shadowbill.migrate.batch_inputs import (
     DEFAULT_BATCH_SIZE,
     batch_plan,
     input_fingerprints,
-    next_batch_id,
     operations_fingerprint,
     pin_as_of,
     restrict,
@@ -235,7 +234,7 @@ def plan_batch(
     if out_dir is not None:
         _check_out_dir(ledger, Path(out_dir).resolve())
     for attempt in range(5):
-        bid = batch_id or next_batch_id(ledger, phase)
+        bid = batch_id or ledger.next_batch_id(phase)
         ops = build_operations(
             bplan, pinned, subset, batch_id=bid, subscription_ids=ids, links=attach
         )
@@ -284,8 +283,8 @@ def plan_batch(
             }
             try:
                 ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
-            except LedgerError as exc:
-                if batch_id is None and "already exists" in str(exc) and attempt < 4:
+            except BatchExistsError:
+                if batch_id is None and attempt < 4:
                     continue  # another planner took this id meanwhile; its files go
                 raise
             files["plan"] = write_json(

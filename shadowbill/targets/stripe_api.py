@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Any, Final, cast
 
 import stripe
@@ -310,19 +311,18 @@ class StripeTarget:
         """``text`` without the API key or anything shaped like a Stripe key."""
         return scrub_key(text, self._secret)
 
-    def _failure(self, op_key: str, kind: str, exc: Exception) -> OperationFailure:
-        if isinstance(exc, stripe.StripeError):
-            message = exc.user_message or type(exc).__name__
-            if isinstance(exc, stripe.APIConnectionError):
-                message = "could not reach the target (connection error or timeout)"
-            return OperationFailure(
-                op_key,
-                kind,
-                self._scrub(str(message)),
-                code=exc.code,
-                http_status=exc.http_status,
-            )
-        return OperationFailure(op_key, kind, self._scrub(f"{type(exc).__name__}: {exc}"))
+    def _failure(self, op_key: str, kind: str, exc: stripe.StripeError) -> OperationFailure:
+        """What the target answered (Stripe's code and message, scrubbed of secrets)."""
+        message = exc.user_message or type(exc).__name__
+        if isinstance(exc, stripe.APIConnectionError):
+            message = "could not reach the target (connection error or timeout)"
+        return OperationFailure(
+            op_key,
+            kind,
+            self._scrub(str(message)),
+            code=exc.code,
+            http_status=exc.http_status,
+        )
 
     def _call(
         self, bucket: TokenBucket, what: str, fn: Callable[..., Any], *args: Any, **kw: Any
@@ -538,7 +538,7 @@ class StripeTarget:
                 options={"idempotency_key": key},
             )
             return _Outcome(op.key, str(_get(created, "id")))
-        except Exception as exc:  # every failure becomes a report line, never a crash
+        except stripe.StripeError as exc:  # the target refused: a report line (a bug is not)
             failure = self._failure(op.key, op.kind, exc)
             log.warning("%s %s failed: %s", op.kind, op.key, failure.message)
             return _Outcome(op.key, failure=failure)
@@ -572,7 +572,7 @@ class StripeTarget:
                 raise TargetError(f"operation key {op.key} appears twice in the batch")
             by_key[op.key] = op
         ids: dict[str, str] = {}
-        waiting: dict[str, set[str]] = {}
+        graph: TopologicalSorter[str] = TopologicalSorter()
         dependents: dict[str, list[str]] = {k: [] for k in by_key}
         order = {k: i for i, k in enumerate(by_key)}
         for key, op in by_key.items():
@@ -590,37 +590,46 @@ class StripeTarget:
                     "this batch nor already applied",
                     "unresolved_reference",
                 )
-                continue
-            waiting[key] = {d for d in deps if d in by_key and d not in known}
-            for d in waiting[key]:
+            pending = sorted(
+                (d for d in deps if d in by_key and d not in known), key=order.__getitem__
+            )
+            graph.add(key, *pending)
+            for d in pending:
                 dependents[d].append(key)
+        try:
+            graph.prepare()
+        except CycleError as exc:
+            raise TargetError(
+                f"operations depend on each other in a circle: {' -> '.join(exc.args[1])}"
+            ) from None
 
         def skip_dependents(failed_key: str) -> None:
+            """Every operation that needs ``failed_key`` (they never become ready)."""
             stack = [failed_key]
             while stack:
                 cur = stack.pop()
-                for d in dependents.get(cur, []):
-                    if d in waiting and d not in report.skipped:
+                for d in dependents[cur]:
+                    if d not in report.skipped and d not in report.failed:
                         report.skipped[d] = f"depends on {cur}, which failed"
-                        del waiting[d]
                         stack.append(d)
 
-        for key in list(report.failed):
+        for key in sorted(report.failed, key=order.__getitem__):
             skip_dependents(key)
         total = len(by_key)
         done = len(report.known) + len(report.failed) + len(report.skipped)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-apply")
         running: dict[Future[_Outcome], str] = {}
 
-        def submit(key: str) -> None:
-            op = by_key[key]
-            params = _resolve(dict(op.params), {**known, **ids})
-            running[pool.submit(self._apply_one, op, params, idempotency_scope)] = key
+        def submit_ready() -> None:
+            for key in sorted(graph.get_ready(), key=order.__getitem__):
+                if key in report.failed or key in report.skipped:
+                    continue  # refused before any request; its dependents stay blocked
+                op = by_key[key]
+                params = _resolve(dict(op.params), {**known, **ids})
+                running[pool.submit(self._apply_one, op, params, idempotency_scope)] = key
 
         try:
-            for key in sorted((k for k, w in waiting.items() if not w), key=order.__getitem__):
-                del waiting[key]
-                submit(key)
+            submit_ready()
             while running:
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in sorted(finished, key=lambda f: order[running[f]]):
@@ -643,17 +652,10 @@ class StripeTarget:
                             report.created[key] = outcome.target_id
                         if on_created is not None:
                             on_created(op, outcome.target_id)
-                        ready = []
-                        for d in dependents[key]:
-                            if d in waiting:
-                                waiting[d].discard(key)
-                                if not waiting[d]:
-                                    del waiting[d]
-                                    ready.append(d)
-                        for d in sorted(ready, key=order.__getitem__):
-                            submit(d)
+                        graph.done(key)
                     if progress is not None:
                         progress(done, total)
+                submit_ready()
         finally:
             for fut in running:
                 fut.cancel()
@@ -760,7 +762,7 @@ class StripeTarget:
                 for fut, (k, i) in futures.items():
                     try:
                         result = fut.result()
-                    except Exception as exc:
+                    except stripe.StripeError as exc:
                         message = self._failure(i, k, exc).message
                         report.failed[i] = f"could not remove {k} {i}: {message}"
                         log.warning("%s", report.failed[i])

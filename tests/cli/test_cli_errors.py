@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
+from shadowbill.cli.app import main
 from shadowbill.cli.errors import os_reason, user_errors
 from shadowbill.errors import InputError
+from shadowbill.ledger import LedgerError
 
 
 def _command(exc: BaseException) -> click.Command:
@@ -42,3 +46,52 @@ def test_os_reason_names_both_files_of_a_move() -> None:
 def test_a_programming_error_is_not_hidden() -> None:
     result = CliRunner().invoke(_command(KeyError("bug")))
     assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+
+
+def test_a_programming_error_in_a_command_keeps_its_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug under a real command is not turned into one line and exit 2."""
+    import shadowbill.demo.run as demo_run
+
+    def buggy(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(demo_run, "run_demo", buggy)
+    result = CliRunner().invoke(main, ["demo", "--no-migrate"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)
+    assert "shadowbill: error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--debug", "migrate", "gate", "--batch", "p9-0001"],
+        ["migrate", "--debug", "gate", "--batch", "p9-0001"],
+        ["migrate", "gate", "--batch", "p9-0001", "--debug"],
+    ],
+)
+def test_debug_lets_a_user_error_through_with_its_traceback(
+    tmp_path: Path, args: list[str]
+) -> None:
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    plain = CliRunner().invoke(main, ["migrate", "gate", "--batch", "p9-0001", *ledger])
+    assert plain.exit_code == 2 and "no batch p9-0001" in plain.stderr
+    debug = CliRunner().invoke(main, [*args, *ledger])
+    assert isinstance(debug.exception, LedgerError), debug.output
+    assert debug.exit_code == 1
+    assert "shadowbill: error" not in debug.stderr
+
+
+def test_debug_is_offered_by_every_command() -> None:
+    def commands(group: click.Group, path: list[str]) -> list[list[str]]:
+        found = []
+        for name, command in group.commands.items():
+            found.append([*path, name])
+            if isinstance(command, click.Group):
+                found += commands(command, [*path, name])
+        return found
+
+    for path in commands(main, []):
+        help_text = CliRunner().invoke(main, [*path, "--help"]).output
+        assert "--debug" in help_text, path

@@ -11,6 +11,7 @@ import pytest
 from ledger_cases import FINGERPRINTS, audit_count, plan_frame, sub_ids
 
 from shadowbill.ledger import (
+    BatchExistsError,
     DuplicateObjectError,
     LedgerError,
     SecretInLedgerError,
@@ -39,7 +40,7 @@ def test_batch_ids_number_per_phase(ledger, make_batch):
     assert make_batch(["c1"], phase=3, batch_id="pilot") == "pilot"
     assert ledger.next_batch_id(3) == "p3-0001"
     assert make_batch(["c2"], phase=3) == "p3-0001"
-    with pytest.raises(LedgerError, match="batch p1-0002 already exists"):
+    with pytest.raises(BatchExistsError, match="batch p1-0002 already exists"):
         make_batch(["a5"], phase=1, batch_id="p1-0002")
     with pytest.raises(LedgerError, match="batch id"):
         make_batch(["a6"], batch_id="has space")

@@ -174,7 +174,7 @@ def _buggy(payload: tuple[str, int]) -> int:
 def test_a_programming_error_in_a_partition_is_not_retried_and_keeps_its_traceback(
     tmp_path: Path, workers: int
 ) -> None:
-    """A bug is not a transient failure: it stops the run once, as itself, not as a one-line PartitionError."""
+    """A bug is not a transient failure: it stops the run once, as itself (not a PartitionError)."""
     marker = tmp_path / "tries"
     tasks = [Task(k, (str(marker), k)) for k in range(3)]
     with pytest.raises(KeyError) as err:
