@@ -20,7 +20,6 @@ from shadowbill.money import mul_div_round
 
 RATE = 0.003
 ERROR_KINDS = ("double_charged_addon", "stale_price", "rounding_slip", "missing_usage_line")
-TRUTH_COLUMNS = ("err", "kind", "inv", "price", "expected", "actual", "code", "qty")
 
 
 @dataclass(frozen=True)

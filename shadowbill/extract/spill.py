@@ -24,21 +24,12 @@ import pyarrow.compute as pc
 
 from shadowbill.extract.quarantine import BOOKKEEPING
 from shadowbill.snapshot.partitions import BUCKETS, bucket_of
+from shadowbill.snapshot.routing import ROUTES
 from shadowbill.snapshot.tables import TABLES, Table, pandas_dtype
 
 PARTS: Final = BUCKETS  # parts of a spill: customer buckets, or key partitions
 SEQ: Final = "_seq"  # a row's position in its table's source order
 BUCKET: Final = "_bucket"  # a row's customer bucket
-# table -> (column routed on, the parent map it goes through), as snapshot_buckets routes rows
-ROUTES: Final[dict[str, tuple[str, str | None]]] = {
-    "customers": ("customer_id", None),
-    "subscriptions": ("customer_id", None),
-    "invoices": ("customer_id", None),
-    "subscription_items": ("subscription_id", "subscriptions"),
-    "discounts": ("subscription_id", "subscriptions"),
-    "usage": ("subscription_id", "subscriptions"),
-    "invoice_lines": ("invoice_id", "invoices"),
-}
 # Tables whose equal keys can lie in different buckets (their rows are routed by something
 # else than the key): duplicate keys are found over the whole table. Customers and usage
 # are routed by (part of) their key, so all copies of a key share a bucket.

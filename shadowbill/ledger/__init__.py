@@ -28,6 +28,7 @@ from shadowbill.ledger.store import (
     Batch,
     Ledger,
     LedgerStatus,
+    PlannedFrom,
     default_url,
     open_ledger,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerStatus",
+    "PlannedFrom",
     "SecretInLedgerError",
     "SubscriptionTakenError",
     "TransitionError",

@@ -22,6 +22,7 @@ from shadowbill.ledger.records import (
     _PG_LOCK_PLAN,
     SHOW,
     Batch,
+    PlannedFrom,
     _batch_from_row,
     _batch_refusal,
     _check_batch_id,
@@ -50,6 +51,7 @@ class BatchRecords(LedgerConnection):
         *,
         batch_id: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        planned_from: PlannedFrom | None = None,
     ) -> str:
         """Record a planned batch of subscriptions; refuses ones still in a live batch.
 
@@ -58,6 +60,7 @@ class BatchRecords(LedgerConnection):
         timestamps are UTC). ``fingerprints`` names the plan's inputs (``rollout`` and
         ``snapshot`` fill the batch's columns of those names). The id is
         ``p{phase}-{n:04d}`` with the next n of that phase unless ``batch_id`` is given.
+        ``planned_from`` records the instant and the files the batch was planned from.
         """
         phase = _phase(phase)
         plan = _plan_rows(subscriptions)
@@ -96,6 +99,7 @@ class BatchRecords(LedgerConnection):
                     size=len(plan),
                     status=states.PLANNED,
                     updated_at=now,
+                    **_planned_columns(planned_from),
                 )
             )
             rows = _records(plan)
@@ -276,3 +280,24 @@ class BatchRecords(LedgerConnection):
                     )
                 ],
             )
+
+
+def _planned_columns(planned: PlannedFrom | None) -> dict[str, Any]:
+    """The batches columns of what a batch was planned from (none when not given)."""
+    if planned is None:
+        return {}
+    for name, text in (
+        ("the snapshot folder", planned.snapshot_dir),
+        ("the rollout path", planned.rollout_path),
+        ("the policy path", planned.policy_path),
+        ("the batch folder", planned.out_dir),
+    ):
+        if text is not None:
+            check_text(text, name)
+    return {
+        "as_of": planned.as_of,
+        "snapshot_dir": planned.snapshot_dir,
+        "rollout_path": planned.rollout_path,
+        "policy_path": planned.policy_path,
+        "out_dir": planned.out_dir,
+    }

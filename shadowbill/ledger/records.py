@@ -74,6 +74,17 @@ _BATCH_COLUMNS: Final = (
 
 
 @dataclass(frozen=True)
+class PlannedFrom:
+    """What a batch was planned from: the instant its cohorts were judged at and its files."""
+
+    as_of: dt.datetime
+    snapshot_dir: str
+    rollout_path: str
+    policy_path: str | None
+    out_dir: str
+
+
+@dataclass(frozen=True)
 class Batch:
     """One batch as the ledger records it."""
 
@@ -90,6 +101,7 @@ class Batch:
     gate_verdict: str | None = None
     gate_forced_reason: str | None = None
     gate_at: dt.datetime | None = None
+    planned_from: PlannedFrom | None = None  # None for a batch planned before revision 0003
 
     @property
     def gate_open(self) -> bool:
@@ -286,6 +298,11 @@ def _batch_from_row(row: Any) -> Batch:
         gate_verdict=row.gate_verdict,
         gate_forced_reason=row.gate_forced_reason,
         gate_at=row.gate_at,
+        planned_from=None
+        if row.as_of is None
+        else PlannedFrom(
+            row.as_of, row.snapshot_dir, row.rollout_path, row.policy_path, row.out_dir
+        ),
     )
 
 

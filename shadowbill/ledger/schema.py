@@ -70,6 +70,12 @@ batches = sa.Table(
     sa.Column("lease_holder", sa.String(200)),
     sa.Column("lease_heartbeat", UtcDateTime),
     sa.Column("lease_expires", UtcDateTime),
+    # revision 0005: what the batch was planned from (every later step reads it back)
+    sa.Column("as_of", UtcDateTime),
+    sa.Column("snapshot_dir", sa.Text),
+    sa.Column("rollout_path", sa.Text),
+    sa.Column("policy_path", sa.Text),
+    sa.Column("out_dir", sa.Text),
     sa.Index("ix_batches_phase", "phase"),
 )
 

@@ -30,6 +30,7 @@ from shadowbill.ledger.object_records import ObjectRecords
 from shadowbill.ledger.records import (
     Batch,
     LedgerStatus,
+    PlannedFrom,
     _frame,
     _reason,
     _stuck,
@@ -51,6 +52,7 @@ __all__ = [
     "Batch",
     "Ledger",
     "LedgerStatus",
+    "PlannedFrom",
     "default_url",
     "open_ledger",
 ]

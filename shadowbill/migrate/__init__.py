@@ -23,8 +23,9 @@ One module per verb:
 - :mod:`.rollback` removes what the batch created, in reverse order, and returns its
   subscriptions to the pool.
 
-Every verb re-translates the batch from the same inputs, pinned to the plan's ``as_of``
-(the instant cohorts were judged at), over the batch's subscriptions alone.
+Every verb re-translates the batch from the same inputs at the plan's ``as_of`` (the
+instant cohorts were judged at, recorded with the batch and passed explicitly), over the
+batch's subscriptions alone.
 """
 
 from shadowbill.errors import GateClosedError, InputsChangedError, MigrationError

@@ -3,7 +3,6 @@ nothing it was planned from has changed since (every verb re-translates the batc
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,14 +58,6 @@ def operations_fingerprint(operations: Iterable[Operation]) -> str:
     return digest.hexdigest()
 
 
-def pin_as_of(rollout: Rollout, as_of: pd.Timestamp) -> Rollout:
-    """The rollout with ``as_of`` fixed, so a batch translates as it did when planned."""
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    spec = rollout.spec.model_copy(update={"as_of": stamp.to_pydatetime()})
-    return dataclasses.replace(rollout, spec=spec)
-
-
 def input_fingerprints(rollout: Rollout, policy_path: Path | None) -> dict[str, str]:
     """sha256 of the rollout file, both catalog files and the policy file."""
     fps = {
@@ -86,12 +77,16 @@ def restrict(snapshot: Snapshot, subscription_ids: Iterable[str]) -> Snapshot:
 
 
 def batch_plan(
-    snapshot: Snapshot, rollout: Rollout, phase: int, subscription_ids: Iterable[str]
+    snapshot: Snapshot,
+    rollout: Rollout,
+    phase: int,
+    subscription_ids: Iterable[str],
+    as_of: pd.Timestamp,
 ) -> tuple[Snapshot, Plan]:
-    """The snapshot of these subscriptions alone and their plan (rollout pinned to as_of)."""
+    """The snapshot of these subscriptions alone and their plan, judged at the batch's ``as_of``."""
     ids = sorted({str(s) for s in subscription_ids})
     subset = restrict(snapshot, ids)
-    plan = translate(subset, rollout, phase)
+    plan = translate(subset, rollout, phase, as_of=as_of)
     mapped = set(plan.assignments["subscription_id"].astype(str))
     lost = sorted(set(ids) - mapped)
     if lost:
@@ -127,26 +122,27 @@ def batch_inputs(
 ) -> BatchInputs:
     """The inputs ``plan`` recorded for a batch; any of them may be given anew (moved files)."""
     batch = ledger.batch(batch_id)
-    log = ledger.log(batch_id)
+    planned = batch.planned_from
+    if planned is None:
+        raise MigrationError(
+            f"batch {batch_id} has no record of its inputs in the ledger {ledger.url}; "
+            "plan batches with `shadowbill migrate plan`"
+        )
+    policy = policy_path or (Path(planned.policy_path) if planned.policy_path else None)
+    # The Stripe customers linked at plan are kept in the plan's audit row (not a column yet).
     detail: dict[str, Any] = {}
-    for row in log.itertuples():
+    for row in ledger.log(batch_id).itertuples():
         if row.action == "plan" and isinstance(row.detail, dict) and "as_of" in row.detail:
             detail = row.detail
             break
-    if not detail:
-        raise MigrationError(
-            f"batch {batch_id} has no plan record with its inputs in the ledger {ledger.url}; "
-            "plan batches with `shadowbill migrate plan`"
-        )
-    policy = policy_path or (Path(detail["policy_path"]) if detail.get("policy_path") else None)
     return BatchInputs(
         customer_links=dict(detail.get("customer_links") or {}),
         phase=batch.phase,
-        as_of=pd.Timestamp(detail["as_of"]),
-        snapshot_dir=Path(snapshot_dir or detail["snapshot_dir"]),
-        rollout_path=Path(rollout_path or detail["rollout_path"]),
+        as_of=pd.Timestamp(planned.as_of),
+        snapshot_dir=Path(snapshot_dir or planned.snapshot_dir),
+        rollout_path=Path(rollout_path or planned.rollout_path),
         policy_path=policy,
-        out_dir=Path(out_dir or detail["out_dir"]),
+        out_dir=Path(out_dir or planned.out_dir),
     )
 
 
@@ -156,7 +152,7 @@ class LoadedBatch:
 
     batch: Batch
     inputs: BatchInputs
-    rollout: Rollout  # pinned to the plan's as_of
+    rollout: Rollout
     policy: Policy
     snapshot: Snapshot
     subscriptions: pd.DataFrame  # the ledger's rows of the batch
@@ -200,13 +196,15 @@ def load_batch(ledger: Ledger, batch_id: str, overrides: Mapping[str, Path | Non
             f"{inputs.snapshot_dir} since the plan: {first_few(changed, SHOW)}; roll the batch back "
             "and plan again (their rows are not what the gate saw)"
         )
-    return LoadedBatch(batch, inputs, pin_as_of(rollout, inputs.as_of), policy, snapshot, subs)
+    return LoadedBatch(batch, inputs, rollout, policy, snapshot, subs)
 
 
 def batch_operations(loaded: LoadedBatch, batch_id: str) -> tuple[Snapshot, Plan, list[Operation]]:
     """The batch's operations, rebuilt from its inputs and checked against the plan's."""
     ids = loaded.subscriptions["subscription_id"].tolist()
-    subset, plan = batch_plan(loaded.snapshot, loaded.rollout, loaded.inputs.phase, ids)
+    subset, plan = batch_plan(
+        loaded.snapshot, loaded.rollout, loaded.inputs.phase, ids, loaded.inputs.as_of
+    )
     ops = build_operations(
         plan,
         loaded.rollout,

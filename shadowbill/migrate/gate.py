@@ -72,6 +72,7 @@ def gate_batch(
         loaded.policy,
         fingerprints=dict(batch.fingerprints),
         options=Options(detail_customers=0, diff_customers=0),
+        as_of=loaded.inputs.as_of,
     )
     findings = result.findings
     path = write_csv(loaded.inputs.out_dir / GATE_FILE, findings)

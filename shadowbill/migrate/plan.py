@@ -15,7 +15,7 @@ import pandas as pd
 from shadowbill.errors import (
     MigrationError,
 )
-from shadowbill.ledger import BatchExistsError, Ledger, LedgerError
+from shadowbill.ledger import BatchExistsError, Ledger, LedgerError, PlannedFrom
 from shadowbill.ledger import states as st
 from shadowbill.migrate.batch_files import (
     DEFAULT_BATCHES_DIR,
@@ -34,7 +34,6 @@ from shadowbill.migrate.batch_inputs import (
     batch_plan,
     input_fingerprints,
     operations_fingerprint,
-    pin_as_of,
     restrict,
 )
 from shadowbill.migrate.batch_select import Selection, select_batch
@@ -168,7 +167,7 @@ def plan_batch(
     policy = load_policy(policy_path)
     snapshot = read_snapshot(Path(snapshot_dir))
     plan = translate(snapshot, rollout, phase)
-    pinned = pin_as_of(rollout, plan.as_of)
+    as_of = pd.Timestamp(plan.as_of)  # decided once here; every verb of the batch uses it
     taken = ledger.taken_subscriptions()
     held = _held_for_tax_address(plan, target_price_catalog(pinned))
     taken = taken | set(held)
@@ -184,10 +183,11 @@ def plan_batch(
     if rank_by_risk:
         result = reconcile_phase(
             restrict(snapshot, pool_ids),
-            pinned,
+            rollout,
             phase,
             policy,
             options=Options(detail_customers=0, diff_customers=0),
+            as_of=as_of,
         )
         risk = {
             "customers": result.customers,
@@ -205,7 +205,7 @@ def plan_batch(
     chosen = selection.batch
     ids = chosen["subscription_id"].astype(str).tolist()
     customers = sorted(set(chosen["customer_id"].astype(str)))
-    subset, bplan = batch_plan(snapshot, pinned, phase, ids)
+    subset, bplan = batch_plan(snapshot, rollout, phase, ids, as_of)
     facts = cutover_facts(bplan, subset)
     facts = facts[facts["subscription_id"].astype(str).isin(ids)]
     fps_customers = customer_fingerprints(snapshot, customers)
@@ -229,14 +229,14 @@ def plan_batch(
         metadata_key=metadata_key,
     )
     attach = linked_ids(links)
-    new_catalog = target_price_catalog(pinned)
+    new_catalog = target_price_catalog(rollout)
 
     if out_dir is not None:
         _check_out_dir(ledger, Path(out_dir).resolve())
     for attempt in range(5):
         bid = batch_id or ledger.next_batch_id(phase)
         ops = build_operations(
-            bplan, pinned, subset, batch_id=bid, subscription_ids=ids, links=attach
+            bplan, rollout, subset, batch_id=bid, subscription_ids=ids, links=attach
         )
         stripe_info: dict[str, Any] = {
             "api_version": STRIPE_API_VERSION,
@@ -282,7 +282,20 @@ def plan_batch(
                 "customer_links": attach,
             }
             try:
-                ledger.create_batch(phase, rows, fingerprints, batch_id=bid, detail=detail)
+                ledger.create_batch(
+                    phase,
+                    rows,
+                    fingerprints,
+                    batch_id=bid,
+                    detail=detail,
+                    planned_from=PlannedFrom(
+                        as_of.to_pydatetime(),
+                        str(detail["snapshot_dir"]),
+                        str(detail["rollout_path"]),
+                        None if policy_path is None else str(detail["policy_path"]),
+                        str(folder),
+                    ),
+                )
             except BatchExistsError:
                 if batch_id is None and attempt < 4:
                     continue  # another planner took this id meanwhile; its files go

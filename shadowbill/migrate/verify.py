@@ -73,16 +73,15 @@ def _preview_one(
 
 
 def model_first_invoices(
-    snapshot: Snapshot, rollout: Rollout, phase: int, starts: pd.DataFrame
+    snapshot: Snapshot, rollout: Rollout, phase: int, starts: pd.DataFrame, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The new model's first invoice after the cut-over of each subscription (and its lines).
 
-    ``starts`` has subscription_id, first_target_period_start; ``rollout`` is pinned to the
-    plan's as_of. The batch is priced with price protection over its first target periods.
+    ``starts`` has subscription_id, first_target_period_start; ``as_of`` is the plan's. The batch is priced with price protection over its first target periods.
     """
     from shadowbill.reconcile.phase_part import Window, price_sides
 
-    subset, plan = batch_plan(snapshot, rollout, phase, starts["subscription_id"])
+    subset, plan = batch_plan(snapshot, rollout, phase, starts["subscription_id"], as_of)
     first = pd.to_datetime(starts["first_target_period_start"], utc=True)
     facts = cutover_facts(plan, subset)
     end = pd.Timestamp(facts["first_target_period_end"].max())
@@ -184,6 +183,7 @@ def verify_batch(
         loaded.rollout,
         batch.phase,
         todo[["subscription_id", "first_target_period_start"]],
+        loaded.inputs.as_of,
     )
     previewed = {sid for sid, _, _ in previews}
     m_inv = m_inv[m_inv["subscription_id"].astype(str).isin(previewed)]

@@ -102,7 +102,7 @@ def watch_batch(
         extracted = extracted.tz_localize("UTC")
 
     planned = read_snapshot(inputs.snapshot_dir)
-    subset, plan = batch_plan(planned, rollout, inputs.phase, sorted(ids))
+    subset, plan = batch_plan(planned, rollout, inputs.phase, sorted(ids), inputs.as_of)
     metered = _restrict(actual["usage"], "subscription_id", ids)
     subset = _with_usage(subset, metered)
     plan = replace(plan, snapshot=_with_usage(plan.snapshot, metered))

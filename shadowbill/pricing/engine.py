@@ -31,6 +31,7 @@ from shadowbill.pricing.joins import SumOverflow, checked_add, sum_by
 from shadowbill.pricing.lines import PRORATION, LinePart, lines_frame, stack
 from shadowbill.pricing.periods import Cadence, Periods, billing_periods, cadence, timestamp_us
 from shadowbill.pricing.tax import InvoiceTax, tax_lines
+from shadowbill.snapshot.instants import billed_through
 from shadowbill.snapshot.tables import INVOICE_LINES, INVOICES, Snapshot
 
 INVOICE_COLUMNS = [*INVOICES.column_names, "invoice_key"]
@@ -44,16 +45,6 @@ class PricedInvoices:
     invoices: pd.DataFrame  # INVOICES columns + invoice_key
     lines: pd.DataFrame  # INVOICE_LINES columns + invoice_key, item_id, explain
     errors: pd.DataFrame  # subscription_id, price_id, reason
-
-
-def default_end(snapshot: Snapshot) -> pd.Timestamp:
-    """Where billing stands in the snapshot: the latest legacy invoice period_end, else the
-    latest current_period_start (every period before it has ended), else now."""
-    for table, column in (("invoices", "period_end"), ("subscriptions", "current_period_start")):
-        values = snapshot[table][column].dropna()
-        if len(values):
-            return pd.Timestamp(values.max())
-    return pd.Timestamp.now(tz="UTC")
 
 
 def invoice_keys(subscription_ids: pa.Array, period_starts_us: np.ndarray) -> pa.Array:
@@ -72,11 +63,14 @@ def price(
     """Price every billing period with ``period_start >= start`` and ``period_end <= end``.
 
     ``start`` None prices from each subscription's first period; ``end`` None stops where
-    billing stands in the snapshot (:func:`default_end`). ``text`` False leaves the lines'
+    billing stands in the snapshot (:func:`~shadowbill.snapshot.instants.billed_through`,
+    else now). ``text`` False leaves the lines'
     ``description`` and ``explain`` empty: the comparisons never read them, only people do.
     """
     inputs = prepare(snapshot, catalog, text=text)
-    end_us = timestamp_us(end if end is not None else default_end(snapshot))
+    if end is None:
+        end = billed_through(snapshot) or pd.Timestamp.now(tz="UTC")
+    end_us = timestamp_us(end)
     assert end_us is not None
     steps, bad_interval = cadence(
         inputs.subs.interval, inputs.subs.interval_count, inputs.subs.zone

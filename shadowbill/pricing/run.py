@@ -13,22 +13,9 @@ from shadowbill.errors import InputError
 from shadowbill.output_folder import StagedFolder
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import PricedInvoices, price
-from shadowbill.snapshot.tables import Snapshot
+from shadowbill.snapshot.instants import billed_through
 
 FORMATS = ("parquet", "csv")
-
-
-def snapshot_end(snapshot: Snapshot) -> pd.Timestamp | None:
-    """How far the legacy engine has billed: its latest invoice period_end, but never
-    after the extraction time; the extraction time when there are no invoices."""
-    candidates = []
-    ends = snapshot["invoices"]["period_end"].dropna()
-    if len(ends):
-        candidates.append(pd.Timestamp(ends.max()))
-    extracted = snapshot.manifest.get("extracted_at")
-    if extracted:
-        candidates.append(pd.Timestamp(str(extracted)))
-    return min(candidates) if candidates else None
 
 
 def _timestamp(text: str | None, option: str) -> pd.Timestamp | None:
@@ -74,13 +61,13 @@ def price_to_files(
 ) -> list[Path]:
     """Price every period of a snapshot folder with a catalog; write the files, return them.
 
-    ``end`` defaults to how far the legacy engine has billed (see :func:`snapshot_end`).
+    ``end`` defaults to how far the legacy engine has billed (:func:`~shadowbill.snapshot.instants.billed_through`).
     """
     from shadowbill.snapshot.io import read_snapshot
 
     catalog = load_catalog(catalog_path)
     snapshot = read_snapshot(Path(snapshot_dir))
-    end_ts = _timestamp(end, "to") or snapshot_end(snapshot)
+    end_ts = _timestamp(end, "to") or billed_through(snapshot)
     priced = price(snapshot, catalog, start=_timestamp(start, "from"), end=end_ts)
     with StagedFolder(out_dir) as staged:
         written = write_priced(priced, staged.path, fmt)

@@ -29,23 +29,10 @@ import pyarrow.compute as pc
 from shadowbill.money import decimal_to_scaled, mul_div_round
 from shadowbill.pricing.periods import NEVER, OPEN, to_us
 from shadowbill.pricing.protection import PROTECTION_PREFIX
+from shadowbill.reconcile.findings import WATERFALL_CAUSES
 
 _CHARGES = ("recurring", "usage", "proration", "one_off")
 _KEY = ["sub", "start"]
-
-CAUSE_ORDER = (
-    "proration_method",
-    "rounding",
-    "price_change",
-    "quantity_transform",
-    "removed_item",
-    "new_usage_charge",
-    "discount_carried",
-    "discount_lost",
-    "price_protection",
-    "tax",
-    "unexplained",
-)
 
 
 @dataclass(frozen=True)
@@ -356,7 +343,7 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
     causes.update(_discounts(l1, nw, size))
     causes["tax"] = kind_sum(nw, "tax") - kind_sum(l1, "tax")
     delta = new_total - legacy_total
-    explained = np.sum([causes[c] for c in CAUSE_ORDER[:-1]], axis=0)
+    explained = np.sum([causes[c] for c in WATERFALL_CAUSES[:-1]], axis=0)
     causes["unexplained"] = delta - explained
 
     # the invoice's own columns, from the new model where it has the invoice
@@ -366,7 +353,7 @@ def attribute_invoices(sides: Sides, lineage: pd.DataFrame) -> pd.DataFrame:
         legacy_total=legacy_total,
         legacy_new_rules_total=legacy_new_rules_total,
         new_total=new_total,
-        **{c: causes[c] for c in CAUSE_ORDER[:-1]},
+        **{c: causes[c] for c in WATERFALL_CAUSES[:-1]},
         delta=delta,
         unexplained=causes["unexplained"],
     )

@@ -10,6 +10,7 @@ Comparison D: the new model (expected) vs the target's issued invoices after the
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,26 @@ class Cause(StrEnum):
     HANDOVER_GAP = "handover_gap"
     HANDOVER_OVERLAP = "handover_overlap"
     BILLED_TWICE = "billed_twice"
+
+
+# The order comparison B attributes a difference in, one cause at a time: the steps of the
+# waterfall (unexplained, what no step explains, last).
+WATERFALL_CAUSES: Final[tuple[str, ...]] = tuple(
+    cause.value
+    for cause in (
+        Cause.PRORATION_METHOD,
+        Cause.ROUNDING,
+        Cause.PRICE_CHANGE,
+        Cause.QUANTITY_TRANSFORM,
+        Cause.REMOVED_ITEM,
+        Cause.NEW_USAGE_CHARGE,
+        Cause.DISCOUNT_CARRIED,
+        Cause.DISCOUNT_LOST,
+        Cause.PRICE_PROTECTION,
+        Cause.TAX,
+        Cause.UNEXPLAINED,
+    )
+)
 
 
 class Severity(StrEnum):

@@ -100,16 +100,6 @@ class PhasePart:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def estate_as_of(
-    rollout: Rollout, latest: list[pd.Timestamp | None], whole: Snapshot
-) -> pd.Timestamp:
-    """The estate's cohort instant: the rollout's ``as_of``, else the latest of all partitions."""
-    if rollout.spec.as_of is not None:
-        return pd.Timestamp(rollout.spec.as_of).tz_convert("UTC")
-    known = [t for t in latest if t is not None]
-    return max(known) if known else resolve_as_of(whole, rollout)  # raises the usual error
-
-
 def plan_bounds(plan: Plan, snapshot: Snapshot) -> Bounds:
     """The earliest legacy period of the plan's mapped subscriptions and its last cut-over."""
     invoices = snapshot["invoices"]
@@ -206,6 +196,7 @@ def reconcile_part(
     *,
     projection_months: int = 12,
     plan: Plan | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> tuple[PhasePart, Window]:
     """Reconcile the customers of one partition over the shared window.
 
@@ -214,7 +205,10 @@ def reconcile_part(
     findings the gate and the report read (comparison A, unexplained). ``plan`` is this
     snapshot's translation when an earlier pass already made it.
     """
-    as_of = window.as_of if window is not None else resolve_as_of(snapshot, rollout)
+    if window is not None:
+        as_of = window.as_of
+    elif as_of is None:
+        as_of = resolve_as_of(snapshot, rollout)
     if plan is None:
         plan = translate(snapshot, rollout, phase, as_of=as_of)
     if window is None:

@@ -27,13 +27,10 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from shadowbill.listing import first_few
 from shadowbill.reconcile.executors import Executor, Progress, Task, run_tasks
@@ -56,7 +53,6 @@ from shadowbill.reconcile.phase_part import (
     combine_stats,
     combine_unmapped,
     combine_waterfall,
-    estate_as_of,
     plan_bounds,
     price_sides,
     reconcile_part,
@@ -73,6 +69,7 @@ from shadowbill.reconcile.views import (
     sort_detail_lines,
 )
 from shadowbill.snapshot.buckets import SHARED_TABLES, snapshot_partition
+from shadowbill.snapshot.instants import latest_instant, latest_instant_in
 from shadowbill.snapshot.io import (
     file_sha256,
     read_quarantine,
@@ -81,7 +78,7 @@ from shadowbill.snapshot.io import (
 )
 from shadowbill.snapshot.partitions import bucket_of, check_partitions, partition_of
 from shadowbill.snapshot.tables import Snapshot
-from shadowbill.translate.cohort import AS_OF_COLUMNS, latest_instant
+from shadowbill.translate.cohort import as_of_for
 from shadowbill.translate.plan import Plan
 from shadowbill.translate.rollout import Rollout, load_rollout
 from shadowbill.translate.run import translate
@@ -140,24 +137,16 @@ class _Workdir:
             weakref.finalize(self, shutil.rmtree, self.path, True)
 
 
-@cache
-def _rollout_at(path: Path) -> Rollout:
-    return load_rollout(path)
-
-
-@cache
-def _policy_at(path: Path) -> Policy:
-    return load_policy(path)
-
-
 def _rollout(job: PartJob) -> Rollout:
-    return job.rollout if isinstance(job.rollout, Rollout) else _rollout_at(job.rollout)
+    """The job's rollout: the object in process, read from its file in a worker."""
+    return job.rollout if isinstance(job.rollout, Rollout) else load_rollout(job.rollout)
 
 
 def _policy(job: PartJob) -> Policy:
+    """The job's policy: the object in process, read from its file in a worker."""
     if job.policy is None:
         return load_policy(None)
-    return job.policy if isinstance(job.policy, Policy) else _policy_at(job.policy)
+    return job.policy if isinstance(job.policy, Policy) else load_policy(job.policy)
 
 
 def read_partition(
@@ -167,25 +156,6 @@ def read_partition(
     if isinstance(source, Snapshot):
         return snapshot_partition(source, partition, partitions)
     return read_snapshot(source, partition=partition, partitions=partitions, skip=skip)
-
-
-def _estate_latest(source: Path | Snapshot) -> pd.Timestamp | None:
-    """Pass 1: the latest instant the estate's data reaches, reading only the date columns."""
-    if isinstance(source, Snapshot):
-        return latest_instant(source)
-    latest: list[pd.Timestamp] = []
-    for table, columns in AS_OF_COLUMNS.items():
-        files = sorted(source.glob(f"{table}.parquet")) + sorted(source.glob(f"{table}/*.parquet"))
-        for path in files:
-            data = pq.read_table(path, columns=list(columns))
-            for name in columns:
-                top = pc.max(data[name]).as_py()
-                if top is not None:
-                    latest.append(pd.Timestamp(top))
-    if not latest:
-        return None
-    top = max(latest)
-    return top.tz_localize("UTC") if top.tzinfo is None else top.tz_convert("UTC")
 
 
 def _plan_file(job: PartJob) -> Path:
@@ -238,6 +208,7 @@ def part_task(job: PartJob) -> tuple[PhasePart, Window]:
         job.spill_dir / f"findings-{job.partition:03d}-of-{job.partitions:03d}.arrow",
         projection_months=job.projection_months,
         plan=_kept_plan(job),
+        as_of=job.as_of,
     )
     _plan_file(job).unlink(missing_ok=True)
     if job.detail_limit > 0:
@@ -271,25 +242,32 @@ def _customers_of(source: Path | Snapshot, partitions: int) -> Callable[[int], s
 
 def _run_parts(
     source: Path | Snapshot,
-    rollout: Path | Rollout,
-    policy: Path | Policy | None,
+    inputs: tuple[Path | Rollout, Path | Policy | None],
+    rollout: Rollout,
     phase: int,
     options: Options,
     progress: Progress | None,
     spill_dir: Path,
+    as_of: pd.Timestamp | None = None,
 ) -> tuple[list[PhasePart], PartJob]:
-    """Passes 1 to 3 over every partition; the parts and the job template with the window."""
+    """Passes 1 to 3 over every partition; the parts and the job template with the window.
+
+    ``inputs`` are the rollout and policy as the tasks get them (paths for worker processes
+    and Dask, objects in process); ``rollout`` is the driver's own. ``as_of`` None takes the
+    cohort instant from the rollout, else from the estate's data (pass 1).
+    """
     partitions = options.partitions
     check_partitions(partitions)
     base = PartJob(
         source,
-        rollout,
-        policy,
+        inputs[0],
+        inputs[1],
         phase,
         0,
         partitions,
         options.projection_months,
         spill_dir,
+        as_of=as_of,
         detail_limit=options.detail_customers,
     )
 
@@ -310,11 +288,15 @@ def _run_parts(
             progress=progress,
         )[0]
         return [part], replace(base, as_of=window.as_of, window=window)
-    rollout_obj = rollout if isinstance(rollout, Rollout) else _rollout_at(rollout)
-    latest: list[pd.Timestamp | None] = []
-    if rollout_obj.spec.as_of is None:
-        latest = [_estate_latest(source)]
-    as_of = estate_as_of(rollout_obj, latest, Snapshot.from_frames({}))
+    if as_of is None:
+        latest = None
+        if rollout.spec.as_of is None:  # pass 1: the latest instant the estate's data reaches
+            latest = (
+                latest_instant(source)
+                if isinstance(source, Snapshot)
+                else latest_instant_in(source)
+            )
+        as_of = as_of_for(rollout, latest)
     bounds = run_tasks(
         bounds_task, jobs(as_of=as_of), run, stage="plan", who=who, progress=progress
     )
@@ -486,14 +468,19 @@ def reconcile_phase(
     fingerprints: dict[str, str] | None = None,
     options: Options = Options(),
     progress: Progress | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> ReconciliationResult:
     """Reconcile one phase of a snapshot in memory: comparisons A and B, customers, verdict.
 
-    The partitions run in this process (the snapshot is already in memory).
+    The partitions run in this process (the snapshot is already in memory). ``as_of`` is
+    the instant cohorts are judged at (a batch's plan instant); None takes the rollout's,
+    else the latest instant of the snapshot's data.
     """
     in_process = replace(options, executor=Executor(retries=options.executor.retries))
     workdir = _Workdir(options.work_dir)
-    parts, base = _run_parts(snapshot, rollout, policy, phase, in_process, progress, workdir.path)
+    parts, base = _run_parts(
+        snapshot, (rollout, policy), rollout, phase, in_process, progress, workdir.path, as_of
+    )
     assert base.window is not None  # set by _run_parts
     result = _assemble(
         parts,
@@ -549,10 +536,19 @@ def reconcile_files(
     workdir = _Workdir(options.work_dir)
     if options.executor.dask_address:
         _check_cluster(options.executor.dask_address, source, rollout, policy_path, workdir.path)
+    in_process = options.executor.workers <= 1 and not options.executor.dask_address
+    inputs: tuple[Path | Rollout, Path | Policy | None] = (
+        (rollout, policy)
+        if in_process
+        else (
+            Path(rollout.path).resolve(),
+            None if policy_path is None else Path(policy_path).resolve(),
+        )
+    )
     parts, base = _run_parts(
         source,
-        Path(rollout.path).resolve(),
-        None if policy_path is None else Path(policy_path).resolve(),
+        inputs,
+        rollout,
         phase,
         options,
         progress,

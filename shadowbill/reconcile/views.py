@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from shadowbill.pricing.engine import PricedInvoices
 from shadowbill.reconcile.compare_a import finish_findings
-from shadowbill.reconcile.compare_b import CAUSE_ORDER, positions
+from shadowbill.reconcile.compare_b import positions
+from shadowbill.reconcile.findings import WATERFALL_CAUSES
 from shadowbill.reconcile.line_match import invoice_key, iso_seconds
 from shadowbill.reconcile.policy import Policy
 from shadowbill.reconcile.result import (
@@ -75,7 +76,7 @@ def customer_findings(
     waterfall: pd.DataFrame, customers: pd.DataFrame, policy: Policy
 ) -> pd.DataFrame:
     """Comparison B per customer and cause: the waterfall's steps as findings."""
-    steps = waterfall[waterfall["cause"].isin(CAUSE_ORDER)]
+    steps = waterfall[waterfall["cause"].isin(WATERFALL_CAUSES)]
     totals = customers[customers["status"] == "mapped"].set_index(["customer_id", "currency"])
     key = pd.MultiIndex.from_frame(steps[["customer_id", "currency"]])
     frame = pd.DataFrame(
@@ -125,7 +126,7 @@ def b_findings(attributed: pd.DataFrame, plan: Plan, policy: Policy) -> pd.DataF
     assignments = plan.assignments
     subs = pa.array(assignments["subscription_id"].astype("string"), type=pa.string())
     parts = []
-    for cause in CAUSE_ORDER:
+    for cause in WATERFALL_CAUSES:
         nonzero = attributed[cause].to_numpy() != 0
         if not nonzero.any():
             continue
@@ -237,12 +238,12 @@ def customer_view(
 def waterfall_view(attributed: pd.DataFrame) -> pd.DataFrame:
     """Per customer and currency: legacy total, each non-zero cause, new total."""
     per = attributed.groupby(["customer_id", "currency"])[
-        ["legacy_total", *CAUSE_ORDER, "new_total"]
+        ["legacy_total", *WATERFALL_CAUSES, "new_total"]
     ].sum()
     long = per.reset_index().melt(
         id_vars=["customer_id", "currency"], var_name="cause", value_name="amount"
     )
-    order = {c: i for i, c in enumerate(["legacy_total", *CAUSE_ORDER, "new_total"])}
+    order = {c: i for i, c in enumerate(["legacy_total", *WATERFALL_CAUSES, "new_total"])}
     long["step"] = long["cause"].map(order)
     keep = long["cause"].isin(["legacy_total", "new_total"]) | (long["amount"] != 0)
     long = long[keep].sort_values(["customer_id", "currency", "step"], kind="stable")

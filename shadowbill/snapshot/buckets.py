@@ -10,7 +10,6 @@ by every partition.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -19,19 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shadowbill.snapshot.partitions import BUCKETS, bucket_of, buckets_of_partition
+from shadowbill.snapshot.routing import PARENT_KEY, ROUTES, SHARED_TABLES
 from shadowbill.snapshot.tables import Snapshot
-
-SHARED_TABLES: Final = ("tax_rates",)
-# table -> (its key column, the parent map it is routed through)
-_ROUTES: Final = {
-    "customers": ("customer_id", None),
-    "subscriptions": ("customer_id", None),
-    "invoices": ("customer_id", None),
-    "subscription_items": ("subscription_id", "subscription"),
-    "discounts": ("subscription_id", "subscription"),
-    "usage": ("subscription_id", "subscription"),
-    "invoice_lines": ("invoice_id", "invoice"),
-}
 
 
 def _lookup(keys: pd.Series, parent: pd.DataFrame) -> pd.Series:
@@ -49,17 +37,15 @@ def _lookup(keys: pd.Series, parent: pd.DataFrame) -> pd.Series:
 
 def parent_maps(subscriptions: pd.DataFrame, invoices: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The subscription -> customer and invoice -> customer maps rows are routed through."""
-    return {
-        "subscription": subscriptions[["subscription_id", "customer_id"]],
-        "invoice": invoices[["invoice_id", "customer_id"]],
-    }
+    frames = {"subscriptions": subscriptions, "invoices": invoices}
+    return {name: frames[name][[key, "customer_id"]] for name, key in PARENT_KEY.items()}
 
 
 def row_buckets(
     table: str, frame: pd.DataFrame, parents: Mapping[str, pd.DataFrame]
 ) -> npt.NDArray[np.int64]:
     """The customer bucket of every row of one canonical table (not for shared tables)."""
-    column, via = _ROUTES[table]
+    column, via = ROUTES[table]
     keys = frame[column]
     owner = keys if via is None else _lookup(keys, parents[via])
     return bucket_of(owner)

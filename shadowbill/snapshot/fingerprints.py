@@ -32,21 +32,10 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from shadowbill.snapshot.buckets import SHARED_TABLES
+from shadowbill.snapshot.routing import PARENT_KEY, ROUTES, SHARED_TABLES
 from shadowbill.snapshot.tables import TABLES, Snapshot
 
 HASH_KEYS: Final = ("shadowbill-fp-k1", "shadowbill-fp-k2")  # 16 bytes each (siphash keys)
-# table -> (its key column, the parent table it is routed through)
-_ROUTES: Final = {
-    "customers": ("customer_id", None),
-    "subscriptions": ("customer_id", None),
-    "invoices": ("customer_id", None),
-    "subscription_items": ("subscription_id", "subscriptions"),
-    "discounts": ("subscription_id", "subscriptions"),
-    "usage": ("subscription_id", "subscriptions"),
-    "invoice_lines": ("invoice_id", "invoices"),
-}
-_PARENT_KEY: Final = {"subscriptions": "subscription_id", "invoices": "invoice_id"}
 _STATS: Final = ("n", "s1", "x1", "s2", "x2")  # row count; sum and xor of each row hash
 
 
@@ -56,14 +45,14 @@ def _text(values: pd.Series) -> pd.Series:
 
 def row_owners(snapshot: Snapshot, table: str) -> pd.Series:
     """The customer id that owns each row of one customer table (orphans: the parent id)."""
-    column, via = _ROUTES[table]
+    column, via = ROUTES[table]
     keys = _text(snapshot[table][column]).reset_index(drop=True)
     if via is None:
         return keys
     parent = snapshot[via]
     mapping = pd.Series(
         _text(parent["customer_id"]).to_numpy(),
-        index=pd.Index(_text(parent[_PARENT_KEY[via]]).to_numpy()),
+        index=pd.Index(_text(parent[PARENT_KEY[via]]).to_numpy()),
     )
     mapping = mapping[~mapping.index.duplicated(keep="first")]
     owner = keys.map(mapping)

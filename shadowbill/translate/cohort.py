@@ -12,44 +12,33 @@ import pandas as pd
 
 from shadowbill.errors import RolloutError
 from shadowbill.pricing.catalog import Catalog
+from shadowbill.snapshot.instants import latest_instant
 from shadowbill.snapshot.tables import TABLES, Snapshot
 from shadowbill.translate.keys import isin
 from shadowbill.translate.plan import TS
 from shadowbill.translate.renewal import add_months
-from shadowbill.translate.rollout import Catalogs, Rollout
+from shadowbill.translate.rollout_model import Catalogs, Rollout
 from shadowbill.translate.rule_match import StateMatcher
 
 SUBSCRIPTION_COLUMNS = TABLES["subscriptions"].column_names
 CUSTOMER_COLUMNS = TABLES["customers"].column_names
 
 
-# The dates an estate's "now" is read from when the rollout sets no as_of.
-AS_OF_COLUMNS: dict[str, tuple[str, ...]] = {
-    "subscription_items": ("valid_from", "valid_to"),
-    "subscriptions": ("current_period_start",),
-    "usage": ("period_end",),
-    "invoices": ("period_end",),
-}
-
-
-def latest_instant(snapshot: Snapshot) -> pd.Timestamp | None:
-    """The latest instant a snapshot's data reaches (AS_OF_COLUMNS), or None without dates."""
-    candidates = [snapshot[t][c] for t, cols in AS_OF_COLUMNS.items() for c in cols]
-    latest = [s.max() for s in candidates if len(s) and s.notna().any()]
-    return pd.Timestamp(max(latest)).tz_convert("UTC") if latest else None
-
-
-def resolve_as_of(snapshot: Snapshot, rollout: Rollout) -> pd.Timestamp:
-    """The instant cohorts are evaluated at: the rollout's ``as_of``, else the latest
-    instant the snapshot's data reaches (never the wall clock, so reruns are identical)."""
+def as_of_for(rollout: Rollout, latest: pd.Timestamp | None) -> pd.Timestamp:
+    """The instant cohorts are judged at: the rollout's ``as_of``, else ``latest`` (the latest
+    instant the snapshot's or estate's data reaches; never the wall clock, so reruns agree)."""
     if rollout.spec.as_of is not None:
         return pd.Timestamp(rollout.spec.as_of).tz_convert("UTC")
-    latest = latest_instant(snapshot)
     if latest is None:
         raise RolloutError(
             f"{rollout.path}: as_of is not set and the snapshot has no dates to take it from"
         )
     return latest
+
+
+def resolve_as_of(snapshot: Snapshot, rollout: Rollout) -> pd.Timestamp:
+    """:func:`as_of_for` a snapshot in memory."""
+    return as_of_for(rollout, None if rollout.spec.as_of is not None else latest_instant(snapshot))
 
 
 def product_of(cats: Catalogs) -> dict[str, str]:

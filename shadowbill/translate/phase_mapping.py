@@ -22,7 +22,7 @@ import pandas as pd
 from shadowbill.translate.keys import positions
 from shadowbill.translate.plan import TS
 from shadowbill.translate.renewal import next_renewal
-from shadowbill.translate.rollout import NEXT_RENEWAL, Phase, When
+from shadowbill.translate.rollout_model import NEXT_RENEWAL, Phase, When
 from shadowbill.translate.rule_apply import Applied, apply_rules
 from shadowbill.translate.rule_match import NO_MATCH, StateMatcher
 from shadowbill.translate.segments import Segments, build_segments

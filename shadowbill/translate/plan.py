@@ -140,11 +140,6 @@ class Plan:
     cohort_size: int = 0
     warnings: tuple[str, ...] = ()
 
-    @property
-    def mapped_ids(self) -> pd.Series:
-        """The subscription ids the plan maps."""
-        return self.assignments["subscription_id"]
-
     def summary(self) -> dict[str, int]:
         """Counts: cohort, mapped, unmapped, protected."""
         return {

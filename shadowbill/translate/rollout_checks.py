@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 
 from shadowbill.translate.quantity_formula import parse_formula
-from shadowbill.translate.rollout import (
+from shadowbill.translate.rollout_model import (
     Catalogs,
     DateRange,
     Match,

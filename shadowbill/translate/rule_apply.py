@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from shadowbill.translate.quantity_formula import evaluate, parse_formula
-from shadowbill.translate.rollout import Phase
+from shadowbill.translate.rollout_model import Phase
 from shadowbill.translate.rule_match import StateMatcher
 
 BoolArray = npt.NDArray[np.bool_]

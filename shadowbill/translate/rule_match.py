@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from shadowbill.translate.rollout import Match, PriceMatch, Range
+from shadowbill.translate.rollout_model import Match, PriceMatch, Range
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import subprocess
@@ -85,7 +86,7 @@ def _write_as_release_0001(url: str) -> None:
 def test_a_ledger_written_at_0001_is_upgraded_and_keeps_its_rows(ledger_url):
     _write_as_release_0001(ledger_url)
     with open_ledger(ledger_url, actor="newuser") as ledger:
-        assert ledger.revision == migrations.head_revision() == "0004"
+        assert ledger.revision == migrations.head_revision() == "0005"
         info = ledger.batch("p1-0001")
         assert (info.status, info.size, info.created_by) == ("applying", 3, "olduser")
         assert info.created_at == T0 and info.gate_verdict is None
@@ -113,7 +114,75 @@ def test_a_ledger_written_at_0001_is_upgraded_and_keeps_its_rows(ledger_url):
         assert ledger.batch("p1-0001").gate_open
     # opening again is a no-op
     with open_ledger(ledger_url) as again:
-        assert again.revision == "0004" and len(again.batches()) == 2
+        assert again.revision == "0005" and len(again.batches()) == 2
+
+
+def _write_at_0004(url: str) -> None:
+    """A ledger as the release at schema 0004 left it: two batches whose inputs are only in
+    their plan rows of the audit log (JSON), one of them planned before that was recorded."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    migrations.upgrade(engine, "0004")
+    at = T0.replace(tzinfo=None) if engine.dialect.name == "sqlite" else T0
+    detail = {
+        "as_of": "2026-01-01T00:00:00+00:00",
+        "snapshot_dir": "/data/snap",
+        "rollout_path": "/rules/rollout.yaml",
+        "policy_path": None,
+        "out_dir": "/work/batches/p2-0001",
+        "size": 1,
+    }
+    with engine.begin() as conn:
+        for batch_id, phase in (("p2-0001", 2), ("p1-0001", 1)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO batches (batch_id, phase, created_at, created_by, inputs_json, "
+                    "size, status, updated_at, gate_verdict) "
+                    "VALUES (:b, :p, :at, 'olduser', :inputs, 1, 'gated', :at, 'pass')"
+                ),
+                {"b": batch_id, "p": phase, "at": at, "inputs": '{"rollout": "r1"}'},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO batch_subscriptions (batch_id, subscription_id, customer_id, "
+                    "state, updated_at) VALUES (:b, :s, 'cus_1', 'planned', :at)"
+                ),
+                {"b": batch_id, "s": f"sub_{batch_id}", "at": at},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_log (at, actor, action, batch_id, subscription_id, from_state, "
+                "to_state, detail_json) VALUES (:at, 'olduser', 'plan', 'p2-0001', NULL, NULL, "
+                "'planned', :detail)"
+            ),
+            {"at": at, "detail": json.dumps(detail)},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_log (at, actor, action, batch_id, subscription_id, from_state, "
+                "to_state, detail_json) VALUES (:at, 'olduser', 'plan', 'p1-0001', NULL, NULL, "
+                "'planned', '{\"size\": 1}')"
+            ),
+            {"at": at},
+        )
+    engine.dispose()
+
+
+def test_a_ledger_written_at_0004_gets_its_batch_inputs_as_columns(ledger_url):
+    """Revision 0005 copies each batch's inputs from its plan row of the audit log."""
+    _write_at_0004(ledger_url)
+    with open_ledger(ledger_url) as ledger:
+        assert ledger.revision == "0005"
+        planned = ledger.batch("p2-0001").planned_from
+        assert planned is not None
+        assert planned.as_of == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        assert (planned.snapshot_dir, planned.rollout_path) == ("/data/snap", "/rules/rollout.yaml")
+        assert (planned.policy_path, planned.out_dir) == (None, "/work/batches/p2-0001")
+        assert ledger.batch("p1-0001").planned_from is None  # nothing recorded to copy
+        assert ledger.batch("p2-0001").gate_open  # the other columns kept
+        assert len(ledger.subscriptions("p2-0001")) == 1
 
 
 def test_the_migrated_schema_is_the_declared_one(ledger_url):
@@ -168,7 +237,7 @@ def test_downgrade_and_upgrade_again(tmp_path):
         assert "batches" not in sa.inspect(conn).get_table_names()
     engine.dispose()
     with open_ledger(url) as ledger:
-        assert ledger.revision == "0004" and ledger.batches().empty
+        assert ledger.revision == "0005" and ledger.batches().empty
 
 
 def test_a_ledger_from_a_newer_release_is_refused(tmp_path):
@@ -251,13 +320,13 @@ def test_the_alembic_command_line_migrates_a_ledger(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     with open_ledger(f"sqlite:///{db}") as ledger:
-        assert ledger.revision == "0004"
+        assert ledger.revision == "0005"
 
 
 def test_the_revisions_ship_inside_the_package():
     assert ALEMBIC_DIR.is_dir() and Path(ALEMBIC_DIR, "env.py").is_file()
     revisions = {s.revision for s in migrations.script_directory().walk_revisions()}
-    assert revisions == {"0001", "0002", "0003", "0004"}
+    assert revisions == {"0001", "0002", "0003", "0004", "0005"}
 
 
 def test_opening_a_new_ledger_from_several_places_at_once_migrates_it_once(ledger_url):

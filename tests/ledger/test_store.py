@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from shadowbill.ledger import (
     BatchExistsError,
     DuplicateObjectError,
     LedgerError,
+    PlannedFrom,
     SecretInLedgerError,
     SubscriptionTakenError,
     TransitionError,
@@ -417,4 +419,15 @@ def test_an_empty_ledger_answers_with_empty_frames(ledger):
     assert ledger.log().empty and ledger.batches().empty
     assert ledger.taken_subscriptions() == set()
     assert ledger.any_object_id("price:x") is None and ledger.object_batches("price:x") == []
-    assert ledger.revision == "0004"
+    assert ledger.revision == "0005"
+
+
+def test_what_a_batch_was_planned_from_is_kept_in_its_columns(ledger, make_batch):
+    planned = PlannedFrom(
+        dt.datetime(2026, 2, 1, 12, tzinfo=UTC), "/snap", "/rollout.yaml", None, "/out/p1-0001"
+    )
+    batch_id = make_batch(["a1"], planned_from=planned)
+    assert ledger.batch(batch_id).planned_from == planned
+    assert ledger.batch(make_batch(["a2"])).planned_from is None
+    with pytest.raises(SecretInLedgerError):
+        make_batch(["a3"], planned_from=replace(planned, out_dir="/x/sk_live_abcdefghijklmnop1234"))

@@ -13,7 +13,8 @@ from demo_companies import demo_company
 from shadowbill.demo.generate import DemoResult
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import PricedInvoices, price
-from shadowbill.pricing.run import price_to_files, snapshot_end
+from shadowbill.pricing.run import price_to_files
+from shadowbill.snapshot.instants import billed_through
 from shadowbill.snapshot.io import read_snapshot
 from shadowbill.snapshot.tables import Snapshot
 
@@ -36,7 +37,7 @@ def demo_snapshot() -> tuple[DemoResult, Path, Snapshot]:
 def recomputed(demo_snapshot: tuple[DemoResult, Path, Snapshot]) -> PricedInvoices:
     """The legacy catalog's invoices for every period up to where the legacy engine billed."""
     _, _, snap = demo_snapshot
-    return price(snap, load_catalog(LEGACY_CATALOG), end=snapshot_end(snap))
+    return price(snap, load_catalog(LEGACY_CATALOG), end=billed_through(snap))
 
 
 def _key(frame: pd.DataFrame) -> pd.Series:

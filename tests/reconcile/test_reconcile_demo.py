@@ -13,7 +13,7 @@ from fixtures_golden import Golden
 from shadowbill.cli.app import main
 from shadowbill.demo.run import examples_dir
 from shadowbill.pricing.engine import price
-from shadowbill.reconcile.compare_b import CAUSE_ORDER
+from shadowbill.reconcile.findings import WATERFALL_CAUSES
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.run import Options, reconcile_files
 from shadowbill.snapshot.io import read_snapshot
@@ -54,7 +54,9 @@ def test_every_difference_is_explained(result: ReconciliationResult) -> None:
 
 def test_causes_add_up_to_each_customers_change(result: ReconciliationResult) -> None:
     w = result.waterfall
-    causes = w[w["cause"].isin(CAUSE_ORDER)].groupby(["customer_id", "currency"])["amount"].sum()
+    causes = (
+        w[w["cause"].isin(WATERFALL_CAUSES)].groupby(["customer_id", "currency"])["amount"].sum()
+    )
     ends = w[w["cause"].isin(["legacy_total", "new_total"])].pivot_table(
         index=["customer_id", "currency"], columns="cause", values="amount", aggfunc="sum"
     )
