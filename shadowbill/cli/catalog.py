@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
-from shadowbill.cli.errors import InterruptibleGroup, user_errors
+from shadowbill.cli.errors import InterruptibleGroup, debug_option, user_errors
 from shadowbill.errors import CatalogError
 
 _TAX = re.compile(r"^(?P<country>[A-Za-z]{2})=(?P<pct>\d+(?:\.\d+)?)$")
 
 
 @click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
 def catalog() -> None:
     """Catalogs: import another engine's price book as a legacy catalog YAML."""
 
