@@ -36,6 +36,7 @@ class Findings(pa.DataFrameModel):
     comparison: Series[STRING] = pa.Field(isin=[c.value for c in Comparison])
     level: Series[STRING] = pa.Field(isin=[v.value for v in Level])
     customer_id: Series[STRING] = pa.Field(nullable=True)
+    customer_name: Series[STRING] = pa.Field(nullable=True)
     subscription_id: Series[STRING] = pa.Field(nullable=True)
     invoice_key: Series[STRING] = pa.Field(nullable=True)
     period_start: Series[UTC_TIME] = pa.Field(nullable=True)
