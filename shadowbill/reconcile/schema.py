@@ -2,8 +2,8 @@
 the waterfall (pandera ``DataFrameModel``s).
 
 The column names and dtypes are the pinned maps of :mod:`.findings` and :mod:`.result`
-(a test holds them equal); the models add what a dtype cannot say: the enums, that every
-delta is the difference of its two sides, that each waterfall adds up. Checked at the
+(a test holds them equal); the models add what a dtype cannot say: the enums, that a
+customer's delta is the difference of its totals, that each waterfall adds up. Checked at the
 stage's exit by the tests (pandera is a test dependency, imported only here).
 """
 
@@ -46,16 +46,10 @@ class Findings(pa.DataFrameModel):
     currency: Series[STRING] = pa.Field(nullable=True)
     expected: Series[INT] = pa.Field(nullable=True)  # minor units
     actual: Series[INT] = pa.Field(nullable=True)  # minor units
-    delta: Series[INT] = pa.Field(nullable=True)  # actual - expected
+    delta: Series[INT] = pa.Field(nullable=True)  # minor units (a cause's share in B)
     cause: Series[STRING] = pa.Field(isin=[c.value for c in Cause])
     severity: Series[STRING] = pa.Field(isin=[s.value for s in Severity])
     explanation: Series[STRING] = pa.Field(nullable=True)
-
-    @pa.dataframe_check
-    @classmethod
-    def delta_is_actual_minus_expected(cls, frame: pd.DataFrame) -> pd.Series:
-        """Every finding's delta is its actual minus its expected amount."""
-        return _difference(frame, "delta", "actual", "expected")
 
     class Config:
         strict = True
