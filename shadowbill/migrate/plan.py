@@ -169,7 +169,7 @@ def plan_batch(
     plan = translate(snapshot, rollout, phase)
     as_of = pd.Timestamp(plan.as_of)  # decided once here; every verb of the batch uses it
     taken = ledger.taken_subscriptions()
-    held = _held_for_tax_address(plan, target_price_catalog(pinned))
+    held = _held_for_tax_address(plan, target_price_catalog(rollout))
     taken = taken | set(held)
     pool_ids = plan.assignments.loc[
         ~plan.assignments["subscription_id"].astype(str).isin(taken), "subscription_id"

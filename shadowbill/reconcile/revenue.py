@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shadowbill.reconcile.compare_b import CAUSE_ORDER
+from shadowbill.reconcile.findings import WATERFALL_CAUSES
 from shadowbill.reconcile.line_match import invoice_key
 
 DAY_US = 86_400 * 1_000_000
@@ -54,7 +54,7 @@ RUN_RATE_COLUMNS: dict[str, str] = {
 }
 
 # The causes of a revenue change net of tax (tax is its own reconciliation line).
-REVENUE_CAUSES: tuple[str, ...] = tuple(c for c in CAUSE_ORDER if c != "tax")
+REVENUE_CAUSES: tuple[str, ...] = tuple(c for c in WATERFALL_CAUSES if c != "tax")
 
 # Per currency and step: legacy MRR, each cause's share of the MRR month, the rest of the
 # day allocation, new MRR. The steps add up exactly.

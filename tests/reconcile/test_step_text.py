@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from shadowbill.reconcile.compare_b import CAUSE_ORDER
+from shadowbill.reconcile.findings import WATERFALL_CAUSES
 from shadowbill.reconcile.views import waterfall_view
 
 
@@ -15,12 +15,12 @@ def test_every_step_of_a_customer_waterfall_is_a_complete_sentence() -> None:
             "customer_id": ["c1"],
             "currency": ["usd"],
             "legacy_total": [10_000],
-            **{cause: [100] for cause in CAUSE_ORDER},
-            "new_total": [10_000 + 100 * len(CAUSE_ORDER)],
+            **{cause: [100] for cause in WATERFALL_CAUSES},
+            "new_total": [10_000 + 100 * len(WATERFALL_CAUSES)],
         }
     )
     steps = waterfall_view(attributed)
-    assert len(steps) == len(CAUSE_ORDER) + 2
+    assert len(steps) == len(WATERFALL_CAUSES) + 2
     for text in steps["explanation"]:
         assert text and not text.rstrip().endswith((":", " rule", " by")), text
     price = steps.loc[steps["cause"] == "price_change", "explanation"].iloc[0]
