@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Final, cast
 
@@ -46,6 +44,8 @@ from shadowbill.errors import (
     TargetRequestError,
 )
 from shadowbill.targets.api_version import STRIPE_API_VERSION
+from shadowbill.targets.apply_report import ApplyReport, OperationFailure, Outcome, RemoveReport
+from shadowbill.targets.key_scrub import scrub_key
 from shadowbill.targets.model import (
     ATTACHED_CUSTOMER,
     KIND_ORDER,
@@ -53,8 +53,8 @@ from shadowbill.targets.model import (
     Operation,
     attached_customer_id,
     idempotency_key,
-    ref_key,
 )
+from shadowbill.targets.placeholders import refs, resolve
 from shadowbill.targets.rate_limit import (
     STRIPE_LIVE_OPS_PER_SECOND,
     STRIPE_SEARCH_READS_PER_SECOND,
@@ -71,84 +71,9 @@ DEFAULT_CONCURRENCY: Final = 8
 DEFAULT_MAX_RETRIES: Final = 6
 DEFAULT_TIMEOUT: Final = 30.0
 METADATA_KEY: Final = "shadowbill_key"
-# The shape of a Stripe secret, restricted or publishable key, to scrub from any text.
-KEY_SHAPE = re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]+")
-
-
-def scrub_key(text: str, secret: str | None = None) -> str:
-    """``text`` without a secret key or anything shaped like a Stripe key."""
-    if secret:
-        text = text.replace(secret, "***")
-    return KEY_SHAPE.sub("sk_***", text)
 
 
 _GONE_STATUSES: Final = frozenset({"canceled", "incomplete_expired"})
-
-
-@dataclass(frozen=True)
-class OperationFailure:
-    """Why one operation failed: Stripe's error code and message (scrubbed of secrets)."""
-
-    key: str
-    kind: str
-    message: str
-    code: str | None = None
-    http_status: int | None = None
-
-
-@dataclass
-class ApplyReport:
-    """What an apply did, per operation key."""
-
-    created: dict[str, str] = field(default_factory=dict)  # key -> new target id
-    reused: dict[str, str] = field(default_factory=dict)  # key -> existing target id
-    known: dict[str, str] = field(default_factory=dict)  # key -> id the caller already had
-    failed: dict[str, OperationFailure] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # key -> why (a failed dependency)
-    requests: int = 0
-    retries: int = 0
-    elapsed_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when every operation was created, reused or already known."""
-        return not self.failed and not self.skipped
-
-    @property
-    def ids(self) -> dict[str, str]:
-        """Every operation key with its target id (known, reused and created)."""
-        return {**self.known, **self.reused, **self.created}
-
-    def summary(self) -> str:
-        """One line for a log or the CLI."""
-        return (
-            f"{len(self.created)} created, {len(self.reused)} reused, {len(self.known)} known, "
-            f"{len(self.failed)} failed, {len(self.skipped)} skipped in "
-            f"{self.elapsed_seconds:.1f}s ({self.requests} requests, {self.retries} retries)"
-        )
-
-
-@dataclass
-class RemoveReport:
-    """What a rollback removed, deactivated, kept (shared catalog) or failed to remove."""
-
-    removed: list[tuple[str, str]] = field(default_factory=list)
-    deactivated: list[tuple[str, str]] = field(default_factory=list)
-    kept: list[tuple[str, str]] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # target id -> message
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing failed."""
-        return not self.failed
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    key: str
-    target_id: str | None = None
-    reused: bool = False
-    failure: OperationFailure | None = None
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -158,31 +83,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     except (KeyError, TypeError, IndexError):
         return default
     return default if value is None else value
-
-
-def _refs(value: Any) -> Iterator[str]:
-    """Every operation key referred to by a ``ref()`` placeholder inside ``value``."""
-    key = ref_key(value)
-    if key is not None:
-        yield key
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _refs(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _refs(v)
-
-
-def _resolve(value: Any, ids: Mapping[str, str]) -> Any:
-    """``value`` with every placeholder replaced by the id its operation created."""
-    key = ref_key(value)
-    if key is not None:
-        return ids[key]
-    if isinstance(value, Mapping):
-        return {k: _resolve(v, ids) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_resolve(v, ids) for v in value]
-    return value
 
 
 def _search_literal(value: str) -> str:
@@ -277,13 +177,13 @@ class StripeTarget:
                 return out
             params = {**params, "page": nxt}
 
-    def _attach(self, op: Operation, params: Mapping[str, Any], customer_id: str) -> _Outcome:
+    def _attach(self, op: Operation, params: Mapping[str, Any], customer_id: str) -> Outcome:
         """An existing customer the batch hangs its subscriptions on: never created, never
         changed but for an address it lacks (automatic tax needs one); its default payment
         method is left as it is."""
         found = self._retrieve("customer", customer_id)
         if found is None:
-            return _Outcome(
+            return Outcome(
                 op.key,
                 failure=OperationFailure(
                     op.key,
@@ -303,7 +203,7 @@ class StripeTarget:
                 params=cast(Any, {"address": dict(address)}),
                 options={"idempotency_key": idempotency_key(op.batch_id, op.key, "address")},
             )
-        return _Outcome(op.key, customer_id, reused=True)
+        return Outcome(op.key, customer_id, reused=True)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -513,7 +413,7 @@ class StripeTarget:
             }[kind],
         )
 
-    def _apply_one(self, op: Operation, params: dict[str, Any], scope: str) -> _Outcome:
+    def _apply_one(self, op: Operation, params: dict[str, Any], scope: str) -> Outcome:
         try:
             attach = attached_customer_id(op)
             if attach is not None:
@@ -522,13 +422,13 @@ class StripeTarget:
             if found is not None:
                 conflict = self._conflict(op, params, found)
                 if conflict:
-                    return _Outcome(
+                    return Outcome(
                         op.key,
                         failure=OperationFailure(
                             op.key, op.kind, f"{op.kind} {op.key} {conflict}", "lookup_conflict"
                         ),
                     )
-                return _Outcome(op.key, str(_get(found, "id")), reused=True)
+                return Outcome(op.key, str(_get(found, "id")), reused=True)
             key = idempotency_key(op.batch_id, op.key, scope)
             created = self._call(
                 self.writes,
@@ -537,11 +437,11 @@ class StripeTarget:
                 params=cast(Any, params),
                 options={"idempotency_key": key},
             )
-            return _Outcome(op.key, str(_get(created, "id")))
+            return Outcome(op.key, str(_get(created, "id")))
         except stripe.StripeError as exc:  # the target refused: a report line (a bug is not)
             failure = self._failure(op.key, op.kind, exc)
             log.warning("%s %s failed: %s", op.kind, op.key, failure.message)
-            return _Outcome(op.key, failure=failure)
+            return Outcome(op.key, failure=failure)
 
     def apply(
         self,
@@ -580,7 +480,7 @@ class StripeTarget:
                 report.known[key] = known[key]
                 ids[key] = known[key]
                 continue
-            deps = set(op.depends_on) | set(_refs(op.params))
+            deps = set(op.depends_on) | set(refs(op.params))
             missing = sorted(d for d in deps if d not in by_key and d not in known)
             if missing:
                 report.failed[key] = OperationFailure(
@@ -618,14 +518,14 @@ class StripeTarget:
         total = len(by_key)
         done = len(report.known) + len(report.failed) + len(report.skipped)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-apply")
-        running: dict[Future[_Outcome], str] = {}
+        running: dict[Future[Outcome], str] = {}
 
         def submit_ready() -> None:
             for key in sorted(graph.get_ready(), key=order.__getitem__):
                 if key in report.failed or key in report.skipped:
                     continue  # refused before any request; its dependents stay blocked
                 op = by_key[key]
-                params = _resolve(dict(op.params), {**known, **ids})
+                params = resolve(dict(op.params), {**known, **ids})
                 running[pool.submit(self._apply_one, op, params, idempotency_scope)] = key
 
         try:
