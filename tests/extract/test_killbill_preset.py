@@ -18,7 +18,7 @@ from shadowbill.cli.app import main
 from shadowbill.extract.run import extract
 from shadowbill.pricing.catalog import load_catalog
 from shadowbill.pricing.engine import price
-from shadowbill.pricing.run import snapshot_end
+from shadowbill.snapshot.instants import billed_through
 from shadowbill.snapshot.io import read_snapshot
 
 PRESET = Path(__file__).resolve().parents[2] / "examples" / "killbill"
@@ -57,7 +57,7 @@ def legacy_catalog(tmp_path: Path) -> Path:
 def _differences(snapshot_dir: Path, catalog: Path) -> set[tuple[str, str, str]]:
     """(customer name, local period start date, how) of every legacy invoice not reproduced."""
     snapshot = read_snapshot(snapshot_dir)
-    priced = price(snapshot, load_catalog(catalog), end=snapshot_end(snapshot)).invoices
+    priced = price(snapshot, load_catalog(catalog), end=billed_through(snapshot)).invoices
     key = ["subscription_id", "period_start"]
     legacy = snapshot["invoices"]
     both = legacy.merge(priced, on=key, how="outer", suffixes=("", "_new"), indicator="side")
