@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shadowbill.demo.run import examples_dir
-from shadowbill.reconcile.phase_part import estate_as_of, plan_bounds, price_sides, window_of
+from shadowbill.reconcile.phase_part import plan_bounds, price_sides, window_of
 from shadowbill.reconcile.result import ReconciliationResult
 from shadowbill.reconcile.revenue import DAY_US, month_text, recognize
 from shadowbill.snapshot.io import read_snapshot
-from shadowbill.translate.cohort import latest_instant
+from shadowbill.translate.cohort import as_of_for, latest_instant
 from shadowbill.translate.rollout import load_rollout
 from shadowbill.translate.run import translate
 
@@ -106,7 +106,7 @@ def test_mrr_at_the_cutover_is_the_new_models_first_full_month_net_of_tax(
     """Independently: price the plan again, then allocate each invoice by hand."""
     snapshot = read_snapshot(demo_snapshot)
     rollout = load_rollout(EXAMPLES / "rollout.yaml")
-    as_of = estate_as_of(rollout, [latest_instant(snapshot)], snapshot)
+    as_of = as_of_for(rollout, latest_instant(snapshot))
     plan = translate(snapshot, rollout, 2, as_of=as_of)
     window = window_of(as_of, [plan_bounds(plan, snapshot)], 12)
     new = price_sides(snapshot, plan, rollout, window).new.invoices
