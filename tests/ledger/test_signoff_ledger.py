@@ -32,7 +32,7 @@ def test_a_ledger_at_0003_with_rows_is_upgraded_and_keeps_signoffs(tmp_path: Pat
         assert "signoffs" not in sa.inspect(conn).get_table_names()
     engine.dispose()
     with open_ledger(url) as ledger:
-        assert ledger.revision == migrations.head_revision() == "0004"
+        assert ledger.revision == migrations.head_revision()
         assert len(ledger.subscriptions(batch)) == 2  # the rows of 0003 are kept
         assert ledger.signoffs().empty
         ledger.record_signoff(RECORD)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from migrate_cases import USD, DemoEnv, demo_env
 
-import shadowbill.migrate.plan as plan_module
 from shadowbill.ledger import Ledger, LedgerError, open_ledger
 from shadowbill.migrate import OPERATIONS_FILE, PLAN_FILE, MigrationError, gate_batch, plan_batch
 from shadowbill.output_folder import StagedFolder
@@ -71,10 +70,8 @@ def test_a_planner_that_lost_the_id_race_writes_into_its_own_folder(
     first_folder = tmp_path / "batches" / "p2-0001"
     reviewed = {p.name: p.read_bytes() for p in first_folder.iterdir()}
     stale = iter(["p2-0001"])  # the second planner read the next id before the first recorded
-    real = plan_module.next_batch_id
-    monkeypatch.setattr(
-        plan_module, "next_batch_id", lambda led, phase: next(stale, None) or real(led, phase)
-    )
+    real = ledger.next_batch_id
+    monkeypatch.setattr(ledger, "next_batch_id", lambda phase: next(stale, None) or real(phase))
     second = _plan(ledger, env, tmp_path)
     assert second.batch_id == "p2-0002"
     for result in (first, second):

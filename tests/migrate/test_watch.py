@@ -92,6 +92,7 @@ def _issue(migrated: dict[str, object], out: Path, bump: str | None = None) -> P
         load_rollout(inputs.rollout_path),
         2,
         subs[["subscription_id", "first_target_period_start"]],
+        inputs.as_of,
     )
     inv = inv.assign(status="paid", invoice_id="in_" + inv["invoice_id"].astype(str))
     lines = lines.assign(invoice_id="in_" + lines["invoice_id"].astype(str))
